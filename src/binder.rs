@@ -1,0 +1,264 @@
+//! Who listens to what: user → connections, event → connections, and each
+//! connection's user and events. Plain maps owned by the loop, no I/O.
+//!
+//! Indexed both ways so that a push costs O(matching connections), a
+//! broadcast O(subscribers) and unbinding a closed connection O(its events).
+//! Keys are strings the clients chose, so the maps keep std's DoS-resistant
+//! hasher. Names are shared `Rc<str>`: a user with many connections or an
+//! event with many subscribers is stored once.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+/// A connection's index in the loop's slab.
+pub type ConnId = usize;
+
+#[derive(Debug)]
+struct Binding {
+    user: Rc<str>,
+    events: Vec<Rc<str>>,
+}
+
+/// Why a register was refused (the loop maps these to close codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindError {
+    /// The connection already belongs to another user (4403).
+    OtherUser,
+    /// The connection is at its events limit (4429).
+    TooManyEvents,
+}
+
+#[derive(Debug, Default)]
+pub struct Binder {
+    users: HashMap<Rc<str>, Vec<ConnId>>,
+    events: HashMap<Rc<str>, HashSet<ConnId>>,
+    conns: HashMap<ConnId, Binding>,
+    subscriptions: usize,
+}
+
+impl Binder {
+    pub fn new() -> Binder {
+        Binder::default()
+    }
+
+    /// Binds `conn` to `user` (first time) and subscribes it to `event`.
+    /// Registering an event twice is a no-op.
+    pub fn bind(
+        &mut self,
+        conn: ConnId,
+        user: &str,
+        event: &str,
+        max_events: usize,
+    ) -> Result<(), BindError> {
+        if let Some(b) = self.conns.get(&conn) {
+            if &*b.user != user {
+                return Err(BindError::OtherUser);
+            }
+            if b.events.iter().any(|e| &**e == event) {
+                return Ok(());
+            }
+            if b.events.len() >= max_events {
+                return Err(BindError::TooManyEvents);
+            }
+        } else {
+            if max_events == 0 {
+                return Err(BindError::TooManyEvents);
+            }
+            let user = match self.users.get_key_value(user) {
+                Some((k, _)) => k.clone(),
+                None => Rc::from(user),
+            };
+            self.users.entry(user.clone()).or_default().push(conn);
+            self.conns.insert(
+                conn,
+                Binding {
+                    user,
+                    events: Vec::new(),
+                },
+            );
+        }
+        let event: Rc<str> = match self.events.get_key_value(event) {
+            Some((k, _)) => k.clone(),
+            None => Rc::from(event),
+        };
+        self.events.entry(event.clone()).or_default().insert(conn);
+        if let Some(b) = self.conns.get_mut(&conn) {
+            b.events.push(event);
+        }
+        self.subscriptions += 1;
+        Ok(())
+    }
+
+    /// Stops `conn` receiving `event`; the connection keeps its user.
+    /// Returns whether it was subscribed.
+    pub fn unsubscribe(&mut self, conn: ConnId, event: &str) -> bool {
+        let Some(b) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let Some(pos) = b.events.iter().position(|e| &**e == event) else {
+            return false;
+        };
+        let ev = b.events.swap_remove(pos);
+        self.remove_from_event(&ev, conn);
+        self.subscriptions -= 1;
+        true
+    }
+
+    /// Forgets `conn` entirely (it closed). Safe to call for unbound ids.
+    pub fn unbind(&mut self, conn: ConnId) {
+        let Some(b) = self.conns.remove(&conn) else {
+            return;
+        };
+        for ev in &b.events {
+            self.remove_from_event(ev, conn);
+        }
+        self.subscriptions -= b.events.len();
+        if let Some(list) = self.users.get_mut(&b.user) {
+            list.retain(|&c| c != conn);
+            if list.is_empty() {
+                self.users.remove(&b.user);
+            }
+        }
+    }
+
+    fn remove_from_event(&mut self, event: &str, conn: ConnId) {
+        if let Some(set) = self.events.get_mut(event) {
+            set.remove(&conn);
+            if set.is_empty() {
+                self.events.remove(event);
+            }
+        }
+    }
+
+    /// The user `conn` is bound to, if it registered.
+    pub fn user_of(&self, conn: ConnId) -> Option<&str> {
+        self.conns.get(&conn).map(|b| &*b.user)
+    }
+
+    /// Calls `f` for each connection of `user` subscribed to `event`.
+    pub fn for_user_event(&self, user: &str, event: &str, mut f: impl FnMut(ConnId)) {
+        let Some(list) = self.users.get(user) else {
+            return;
+        };
+        for &c in list {
+            if self
+                .conns
+                .get(&c)
+                .is_some_and(|b| b.events.iter().any(|e| &**e == event))
+            {
+                f(c);
+            }
+        }
+    }
+
+    /// Connections of `user`, or only those subscribed to `event` when given.
+    pub fn conns_of_user(&self, user: &str, event: Option<&str>) -> Vec<ConnId> {
+        let mut out = Vec::new();
+        match event {
+            Some(e) => self.for_user_event(user, e, |c| out.push(c)),
+            None => out.extend(self.users.get(user).into_iter().flatten().copied()),
+        }
+        out
+    }
+
+    /// Every connection subscribed to `event`.
+    pub fn subscribers(&self, event: &str) -> impl Iterator<Item = ConnId> + '_ {
+        self.events.get(event).into_iter().flatten().copied()
+    }
+
+    /// Number of distinct registered users (a gauge in /metrics).
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Total (connection, event) pairs (a gauge in /metrics).
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorted(mut v: Vec<ConnId>) -> Vec<ConnId> {
+        v.sort_unstable();
+        v
+    }
+
+    fn for_user(b: &Binder, user: &str, event: &str) -> Vec<ConnId> {
+        let mut v = Vec::new();
+        b.for_user_event(user, event, |c| v.push(c));
+        sorted(v)
+    }
+
+    #[test]
+    fn bind_push_and_broadcast_targets() {
+        let mut b = Binder::new();
+        b.bind(1, "alice", "news", 64).unwrap();
+        b.bind(2, "alice", "chat", 64).unwrap();
+        b.bind(3, "bob", "news", 64).unwrap();
+        assert_eq!(for_user(&b, "alice", "news"), vec![1]);
+        assert_eq!(for_user(&b, "alice", "chat"), vec![2]);
+        assert_eq!(for_user(&b, "carol", "news"), Vec::<ConnId>::new());
+        assert_eq!(sorted(b.subscribers("news").collect()), vec![1, 3]);
+        assert_eq!(b.user_count(), 2);
+        assert_eq!(b.subscription_count(), 3);
+        assert_eq!(b.user_of(3), Some("bob"));
+    }
+
+    #[test]
+    fn one_user_per_connection_and_idempotent_events() {
+        let mut b = Binder::new();
+        b.bind(1, "alice", "news", 64).unwrap();
+        b.bind(1, "alice", "news", 64).unwrap();
+        assert_eq!(b.subscription_count(), 1);
+        assert_eq!(b.bind(1, "bob", "news", 64), Err(BindError::OtherUser));
+        assert_eq!(b.user_of(1), Some("alice"));
+        b.bind(1, "alice", "chat", 64).unwrap();
+        assert_eq!(for_user(&b, "alice", "chat"), vec![1]);
+    }
+
+    #[test]
+    fn events_limit() {
+        let mut b = Binder::new();
+        b.bind(1, "u", "a", 2).unwrap();
+        b.bind(1, "u", "b", 2).unwrap();
+        assert_eq!(b.bind(1, "u", "c", 2), Err(BindError::TooManyEvents));
+        b.bind(1, "u", "a", 2).unwrap();
+        assert!(b.unsubscribe(1, "a"));
+        b.bind(1, "u", "c", 2).unwrap();
+        assert_eq!(b.subscription_count(), 2);
+    }
+
+    #[test]
+    fn unsubscribe_keeps_user() {
+        let mut b = Binder::new();
+        b.bind(1, "u", "a", 8).unwrap();
+        assert!(b.unsubscribe(1, "a"));
+        assert!(!b.unsubscribe(1, "a"));
+        assert!(!b.unsubscribe(9, "a"));
+        assert_eq!(b.user_of(1), Some("u"));
+        assert_eq!(b.subscribers("a").count(), 0);
+        assert_eq!(b.conns_of_user("u", None), vec![1]);
+        assert_eq!(b.bind(1, "v", "a", 8), Err(BindError::OtherUser));
+    }
+
+    #[test]
+    fn unbind_forgets_everything() {
+        let mut b = Binder::new();
+        b.bind(1, "u", "a", 8).unwrap();
+        b.bind(1, "u", "b", 8).unwrap();
+        b.bind(2, "u", "a", 8).unwrap();
+        b.unbind(1);
+        b.unbind(1);
+        b.unbind(42);
+        assert_eq!(b.conns_of_user("u", None), vec![2]);
+        assert_eq!(b.conns_of_user("u", Some("b")), Vec::<ConnId>::new());
+        assert_eq!(b.subscription_count(), 1);
+        b.unbind(2);
+        assert_eq!(b.user_count(), 0);
+        assert_eq!(b.subscription_count(), 0);
+        assert!(b.users.is_empty() && b.events.is_empty() && b.conns.is_empty());
+    }
+}

@@ -1,0 +1,337 @@
+//! One connection: its socket, and one enum saying what it is doing now —
+//! speaking HTTP, an open WebSocket, or lingering after a final response.
+//!
+//! This file holds the per-connection state and its byte-level I/O; what a
+//! request or a command *means* is decided by the event loop, which alone
+//! can reach the binder and the other connections.
+
+use crate::config::Config;
+use crate::http::chunked::decode_chunked;
+use crate::http::request::{parse_head, BodyFraming, Head, HttpError, Limits, Parsed};
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tungstenite::protocol::WebSocketContext;
+
+/// How long a closing WebSocket (or a lingering HTTP connection) may wait
+/// for its peer before the socket is simply dropped.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Bytes read per `read()` call on an HTTP connection.
+const READ_CHUNK: usize = 4096;
+
+/// The socket plus bytes that must go out before anything else: HTTP
+/// responses, and the `101` answer ahead of the first WebSocket frame.
+/// tungstenite writes through this, so frames queue behind the handshake.
+pub struct Stream {
+    pub tcp: TcpStream,
+    pub out: Vec<u8>,
+}
+
+impl Stream {
+    /// Writes as much of `out` as the socket takes. `Ok(true)` when empty.
+    pub fn flush_out(&mut self) -> io::Result<bool> {
+        while !self.out.is_empty() {
+            match self.tcp.write(&self.out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // A long response must not pin its buffer for the connection's life.
+        if self.out.capacity() > 16 * 1024 {
+            self.out = Vec::new();
+        }
+        Ok(true)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.flush_out()? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.tcp.write(buf)
+    }
+
+    /// tungstenite's `flush()` ends here: the queued prefix (the `101`)
+    /// must leave even when no frame is pending behind it.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.flush_out()? {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+}
+
+/// A connection in the loop's slab.
+pub struct Conn {
+    pub stream: Stream,
+    pub peer: SocketAddr,
+    /// Unique for the life of the server; tells timers apart across slot reuse.
+    pub serial: u64,
+    /// Earliest timer entry armed for this connection, if any.
+    pub armed: Option<Instant>,
+    pub state: State,
+}
+
+// Nearly every long-lived connection is a WebSocket: boxing that variant
+// would add an allocation per client to save bytes only on short-lived HTTP ones.
+#[allow(clippy::large_enum_variant)]
+pub enum State {
+    Http(Http),
+    Ws(Ws),
+    /// Final response sent and write side shut: read and discard until the
+    /// peer closes, so unread input does not turn our close into a reset
+    /// that destroys the response in flight.
+    Linger {
+        until: Instant,
+    },
+}
+
+/// An HTTP/1.1 connection between requests or inside one.
+pub struct Http {
+    pub inbuf: Vec<u8>,
+    /// Start of the current wait: the request being received, the response
+    /// being read, or keep-alive idleness. One timeout covers all three.
+    pub since: Instant,
+    /// `100 Continue` already sent for the request at the head of `inbuf`.
+    pub sent_continue: bool,
+    /// Close once the queued responses are written.
+    pub close_after: bool,
+    /// The peer half-closed: answer what is buffered, then close.
+    pub read_closed: bool,
+}
+
+/// An upgraded connection.
+pub struct Ws {
+    pub ctx: WebSocketContext,
+    /// Pushed messages arrive as `{"event", "message"}` (`?envelope=1`).
+    pub envelope: bool,
+    pub phase: WsPhase,
+    /// Last time anything arrived from the peer.
+    pub last_seen: Instant,
+    /// When the next server ping is due (none when pings are off).
+    pub next_ping: Option<Instant>,
+    /// Deadline to register; cleared by the first successful register.
+    pub register_by: Option<Instant>,
+}
+
+pub enum WsPhase {
+    Open,
+    /// A close frame is queued or sent; the connection is already unbound.
+    /// `broken`: the session hit a framing error, so incoming bytes are no
+    /// longer parsed, only discarded until the peer closes.
+    Closing {
+        until: Instant,
+        broken: bool,
+    },
+}
+
+/// What reading a socket found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// Got bytes (or none yet); the socket is open.
+    Open { progress: bool },
+    /// The peer closed its side.
+    Eof,
+}
+
+/// Reads into `buf` until the socket would block or `buf` reaches `cap`.
+pub fn read_into(tcp: &mut TcpStream, buf: &mut Vec<u8>, cap: usize) -> io::Result<ReadStatus> {
+    let mut progress = false;
+    while buf.len() < cap {
+        let len = buf.len();
+        let want = READ_CHUNK.min(cap - len);
+        buf.resize(len + want, 0);
+        let r = tcp.read(&mut buf[len..]);
+        buf.truncate(len + *r.as_ref().unwrap_or(&0));
+        match r {
+            Ok(0) => return Ok(ReadStatus::Eof),
+            Ok(_) => progress = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ReadStatus::Open { progress })
+}
+
+/// Reads and throws away whatever is readable. `Ok(true)` at end of stream.
+pub fn discard_input(tcp: &mut TcpStream) -> io::Result<bool> {
+    let mut sink = [0u8; 1024];
+    loop {
+        match tcp.read(&mut sink) {
+            Ok(0) => return Ok(true),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The next thing the HTTP input holds.
+pub enum Next {
+    /// Not a whole request yet.
+    Incomplete,
+    /// The head is in but the client waits for `100 Continue` before the body.
+    WantsContinue(Head),
+    /// A whole request, removed from the input buffer.
+    Request(Head, Vec<u8>),
+}
+
+impl Http {
+    pub fn new(now: Instant) -> Http {
+        Http {
+            inbuf: Vec::new(),
+            since: now,
+            sent_continue: false,
+            close_after: false,
+            read_closed: false,
+        }
+    }
+
+    /// Most input worth buffering: a full head and body, plus chunk framing.
+    pub fn input_cap(limits: &Limits) -> usize {
+        limits.max_head_bytes + 2 * limits.max_body_bytes + 16 * 1024
+    }
+
+    /// Takes the next complete request off the input, if there is one.
+    pub fn next_request(&mut self, limits: &Limits) -> Result<Next, HttpError> {
+        let (head, head_len) = match parse_head(&self.inbuf, limits)? {
+            Parsed::Incomplete => return Ok(Next::Incomplete),
+            Parsed::Done(head, len) => (head, len),
+        };
+        let rest = &self.inbuf[head_len..];
+        let body = match head.framing {
+            BodyFraming::None => Some((Vec::new(), 0)),
+            BodyFraming::Length(n) if rest.len() >= n => Some((rest[..n].to_vec(), n)),
+            BodyFraming::Length(_) => None,
+            BodyFraming::Chunked => match decode_chunked(rest, limits.max_body_bytes)? {
+                Parsed::Done(body, used) => Some((body, used)),
+                Parsed::Incomplete => None,
+            },
+        };
+        match body {
+            Some((body, used)) => {
+                self.inbuf.drain(..head_len + used);
+                self.sent_continue = false;
+                Ok(Next::Request(head, body))
+            }
+            None if self.inbuf.len() >= Http::input_cap(limits) => Err(HttpError::BodyTooLarge),
+            None if head.expect_continue && !self.sent_continue => Ok(Next::WantsContinue(head)),
+            None => Ok(Next::Incomplete),
+        }
+    }
+}
+
+impl Ws {
+    pub fn new(ctx: WebSocketContext, envelope: bool, cfg: &Config, now: Instant) -> Ws {
+        let after = |d: Duration| (!d.is_zero()).then(|| now + d);
+        Ws {
+            ctx,
+            envelope,
+            phase: WsPhase::Open,
+            last_seen: now,
+            next_ping: after(cfg.ping_interval),
+            register_by: after(cfg.register_timeout),
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase, WsPhase::Open)
+    }
+
+    /// When a silent peer counts as gone: two ping intervals without a byte.
+    pub fn silent_deadline(&self, cfg: &Config) -> Option<Instant> {
+        self.next_ping.map(|_| self.last_seen + 2 * cfg.ping_interval)
+    }
+}
+
+impl Conn {
+    /// The earliest moment this connection needs the loop's attention.
+    pub fn next_deadline(&self, cfg: &Config) -> Option<Instant> {
+        match &self.state {
+            State::Http(h) => Some(h.since + cfg.request_timeout),
+            State::Linger { until } => Some(*until),
+            State::Ws(ws) => match ws.phase {
+                WsPhase::Closing { until, .. } => Some(until),
+                WsPhase::Open => [ws.register_by, ws.next_ping, ws.silent_deadline(cfg)]
+                    .into_iter()
+                    .flatten()
+                    .min(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_head_bytes: 1024,
+            max_headers: 16,
+            max_body_bytes: 64,
+        }
+    }
+
+    fn http(input: &[u8]) -> Http {
+        let mut h = Http::new(Instant::now());
+        h.inbuf.extend_from_slice(input);
+        h
+    }
+
+    #[test]
+    fn pipelined_requests_come_out_in_order() {
+        let mut h = http(
+            b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\n\r\nPOST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+        );
+        let mut seen = Vec::new();
+        while let Next::Request(head, body) = h.next_request(&limits()).unwrap() {
+            seen.push((head.path, body));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                ("/a".to_string(), b"abc".to_vec()),
+                ("/b".to_string(), vec![]),
+                ("/c".to_string(), b"hi".to_vec())
+            ]
+        );
+        assert!(h.inbuf.is_empty());
+    }
+
+    #[test]
+    fn expect_continue_is_asked_once() {
+        let mut h = http(b"POST /p HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n");
+        assert!(matches!(h.next_request(&limits()), Ok(Next::WantsContinue(_))));
+        h.sent_continue = true;
+        assert!(matches!(h.next_request(&limits()), Ok(Next::Incomplete)));
+        h.inbuf.extend_from_slice(b"ok");
+        assert!(matches!(h.next_request(&limits()), Ok(Next::Request(_, b)) if b == b"ok"));
+        assert!(!h.sent_continue);
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused() {
+        let mut h = http(b"POST /p HTTP/1.1\r\nContent-Length: 65\r\n\r\n");
+        assert_eq!(h.next_request(&limits()).err(), Some(HttpError::BodyTooLarge));
+        let mut h = http(b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n");
+        assert_eq!(h.next_request(&limits()).err(), Some(HttpError::BodyTooLarge));
+    }
+}

@@ -1,0 +1,986 @@
+//! The one thread that owns everything: sockets, the binder, the timers.
+//!
+//! # How readiness, buffers and timeouts work together
+//!
+//! Every socket is registered once, edge-triggered, for reading and
+//! writing. An edge says "something changed", so each handler works until
+//! the kernel answers `WouldBlock`: accept until the backlog is empty, read
+//! until the socket is dry (and then drain the frames tungstenite already
+//! buffered), write until the send buffer is full. A handler that stops
+//! early for fairness (a client flooding frames, a deep pipeline) puts its
+//! connection on `revisit`, and the next poll does not sleep. Spurious
+//! events are harmless: every read and write tolerates `WouldBlock`.
+//!
+//! Bytes that cannot be written now stay queued per connection (HTTP
+//! responses in `Stream::out`, frames in tungstenite's buffer) and go out
+//! on the next writable edge; the queue is capped (the backlog limit), so
+//! a client that stops reading is closed with 4008 instead of growing us.
+//!
+//! Time is an input: the loop reads the clock once per wake-up and passes
+//! `now` down. Each connection reports its next deadline (request timeout,
+//! register timeout, next ping, close grace); `Timers` keeps the earliest
+//! per connection, and `poll` sleeps until the nearest one.
+//!
+//! A connection being driven is taken out of the slab, so its handler can
+//! hold it and the rest of the loop at once. Closing happens in `finish`,
+//! and only there: it unbinds, updates the metrics and drops the socket.
+
+use crate::auth::{self, PushAuth, Request, TokenAuth, Verdict};
+use crate::binder::{BindError, Binder};
+use crate::command::{self, Action};
+use crate::config::{Config, BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH};
+use crate::conn::{self, Conn, Http, Next, ReadStatus, State, Stream, Ws, WsPhase, CLOSE_GRACE};
+use crate::http::request::{Head, Limits};
+use crate::http::response::{Response, CONTINUE};
+use crate::metrics::{Gauges, Metrics};
+use crate::push::{self, Endpoint, Payload, PushRequest};
+use crate::slab::Slab;
+use crate::timers::Timers;
+use crate::ws::{self, close, Failure, Refusal};
+use crate::{ClientMessage, OnMessage, Reply};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use serde_json::Value;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+use tungstenite::Message;
+
+pub(crate) const LISTENER: Token = Token(usize::MAX);
+pub(crate) const WAKER: Token = Token(usize::MAX - 1);
+pub(crate) const SIGNALS: Token = Token(usize::MAX - 2);
+
+/// Most WebSocket messages or HTTP requests handled per connection per
+/// round before others get their turn.
+const ROUND_BUDGET: usize = 64;
+/// Responses queued for a peer that is not reading before we stop
+/// answering its pipelined requests.
+const MAX_PENDING_RESPONSE: usize = 64 * 1024;
+/// How long accepting pauses after the process ran out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long shutdown waits for close handshakes and pending responses.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// A request from a `Handle` on another thread.
+pub(crate) enum Control {
+    Push(PushRequest, SyncSender<usize>),
+    Shutdown,
+}
+
+/// The pluggable parts, set through the builder.
+pub(crate) struct Hooks {
+    pub token_auth: TokenAuth,
+    pub push_auth: Option<PushAuth>,
+    pub on_message: Option<OnMessage>,
+}
+
+/// What the loop owns besides the connections; split out so a handler can
+/// borrow one connection and this at the same time.
+struct Core {
+    cfg: Config,
+    limits: Limits,
+    ws_config: WebSocketConfig,
+    binder: Binder,
+    metrics: Metrics,
+    timers: Timers,
+    hooks: Hooks,
+    next_serial: u64,
+    shutting_down: bool,
+}
+
+pub(crate) struct Loop {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    rx: Receiver<Control>,
+    conns: Slab<Conn>,
+    core: Core,
+    accept_paused_until: Option<Instant>,
+    shutdown_by: Option<Instant>,
+    revisit: Vec<usize>,
+    /// Reused buffer of push targets, so a push allocates nothing per send.
+    targets: Vec<usize>,
+}
+
+/// What a request turned into.
+enum Outcome {
+    Respond(Response),
+    Upgrade { accept: String, envelope: bool },
+}
+
+/// Where a request is going, once its head is known.
+enum Route {
+    Upgrade,
+    Push(Endpoint),
+    Health,
+    Metrics,
+}
+
+fn would_block(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(io) if io.kind() == io::ErrorKind::WouldBlock)
+}
+
+fn accepts_json(head: &Head) -> bool {
+    head.header("Accept")
+        .is_some_and(|a| a.to_ascii_lowercase().contains("application/json"))
+}
+
+fn method_not_allowed(allow: &'static str, json: bool) -> Response {
+    Response::error(405, "method not allowed", json).with_header("Allow", allow)
+}
+
+impl Loop {
+    pub(crate) fn new(
+        poll: Poll,
+        listener: TcpListener,
+        signals: Option<signal_hook_mio::v1_0::Signals>,
+        rx: Receiver<Control>,
+        cfg: Config,
+        hooks: Hooks,
+    ) -> Loop {
+        let limits = Limits {
+            max_head_bytes: 8192,
+            max_headers: 64,
+            max_body_bytes: cfg.max_body_bytes,
+        };
+        let ws_config = ws::session_config(&cfg);
+        Loop {
+            poll,
+            listener: Some(listener),
+            signals,
+            rx,
+            conns: Slab::new(),
+            core: Core {
+                cfg,
+                limits,
+                ws_config,
+                binder: Binder::new(),
+                metrics: Metrics::default(),
+                timers: Timers::new(),
+                hooks,
+                next_serial: 0,
+                shutting_down: false,
+            },
+            accept_paused_until: None,
+            shutdown_by: None,
+            revisit: Vec::new(),
+            targets: Vec::new(),
+        }
+    }
+
+    /// Runs until shutdown (a `Handle`, or SIGINT/SIGTERM when enabled).
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            if let Some(by) = self.shutdown_by {
+                if self.conns.is_empty() || now >= by {
+                    info!("stopped");
+                    return Ok(());
+                }
+            }
+            let wake = [
+                self.core.timers.next_at(),
+                self.accept_paused_until,
+                self.shutdown_by,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let timeout = if self.revisit.is_empty() {
+                // Round up so a deadline is never missed by a sub-millisecond sleep.
+                wake.map(|w| w.saturating_duration_since(now) + Duration::from_millis(1))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                error!("poll failed: {e}");
+                return Err(e);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => self.drain_control(now),
+                    SIGNALS => self.on_signals(now),
+                    Token(id) => {
+                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.drive(id, readable, now);
+                    }
+                }
+            }
+            for id in std::mem::take(&mut self.revisit) {
+                self.drive(id, true, now);
+            }
+            self.run_timers(now);
+            if self.accept_paused_until.is_some_and(|t| now >= t) {
+                self.accept_paused_until = None;
+                self.accept(now);
+            }
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = &self.listener else { return };
+            match listener.accept() {
+                Ok((tcp, peer)) => self.add_conn(tcp, peer, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // Out of descriptors (EMFILE/ENFILE) or memory: the
+                    // pending connection stays in the backlog, so retrying
+                    // now would spin. Wait for a close or a short timer.
+                    warn!("accept failed ({e}); pausing new connections");
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(&mut self, tcp: mio::net::TcpStream, peer: SocketAddr, now: Instant) {
+        // Pushes are small and must leave at once, not wait for an ACK.
+        let _ = tcp.set_nodelay(true);
+        self.core.next_serial += 1;
+        let conn = Conn {
+            stream: Stream { tcp, out: Vec::new() },
+            peer,
+            serial: self.core.next_serial,
+            armed: None,
+            state: State::Http(Http::new(now)),
+        };
+        let id = self.conns.insert(conn);
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut conn.stream.tcp, Token(id), interest)
+        {
+            warn!("cannot watch connection from {peer}: {e}");
+            self.conns.remove(id);
+            return;
+        }
+        self.core.metrics.sockets += 1;
+        self.core.arm(id, conn);
+        debug!("connection {id} from {peer}");
+    }
+
+    fn drain_control(&mut self, now: Instant) {
+        while let Ok(ctl) = self.rx.try_recv() {
+            match ctl {
+                Control::Push(req, reply) => {
+                    let n = self.execute(req, now);
+                    // The caller may have given up waiting; nothing to do then.
+                    let _ = reply.send(n);
+                }
+                Control::Shutdown => self.begin_shutdown(now),
+            }
+        }
+    }
+
+    fn on_signals(&mut self, now: Instant) {
+        let Some(signals) = &mut self.signals else { return };
+        if signals.pending().next().is_some() {
+            info!("signal received, shutting down");
+            self.begin_shutdown(now);
+        }
+    }
+
+    /// Stop accepting, close every WebSocket with 1001, let pending HTTP
+    /// responses finish, and give it all `SHUTDOWN_GRACE` at most.
+    fn begin_shutdown(&mut self, now: Instant) {
+        if self.shutdown_by.is_some() {
+            return;
+        }
+        self.shutdown_by = Some(now + SHUTDOWN_GRACE);
+        self.core.shutting_down = true;
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        for id in self.conns.indices() {
+            let Some(mut conn) = self.conns.take(id) else {
+                continue;
+            };
+            let keep = match &mut conn.state {
+                State::Ws(ws) if ws.is_open() => {
+                    self.core.close_ws(
+                        id,
+                        ws,
+                        &mut conn.stream,
+                        close::GOING_AWAY,
+                        "server shutting down",
+                        now,
+                    );
+                    true
+                }
+                State::Http(h) => {
+                    h.close_after = true;
+                    !(h.inbuf.is_empty() && conn.stream.out.is_empty())
+                }
+                _ => true,
+            };
+            self.settle(id, conn, keep, now);
+        }
+    }
+
+    /// Handles readiness (or a revisit) of connection `id`.
+    fn drive(&mut self, id: usize, readable: bool, now: Instant) {
+        let Some(mut conn) = self.conns.take(id) else {
+            return;
+        };
+        let keep = match conn.state {
+            State::Http(_) => self.drive_http(id, &mut conn, now),
+            State::Ws(_) => self.drive_ws(id, &mut conn, readable, now),
+            State::Linger { .. } => matches!(conn::discard_input(&mut conn.stream.tcp), Ok(false)),
+        };
+        self.settle(id, conn, keep, now);
+    }
+
+    /// Puts a driven connection back (re-arming its timer) or finishes it.
+    fn settle(&mut self, id: usize, mut conn: Conn, keep: bool, _now: Instant) {
+        if keep {
+            self.core.arm(id, &mut conn);
+            self.conns.put_back(id, conn);
+        } else {
+            self.finish(id, conn);
+        }
+    }
+
+    /// The one place a connection ends: unbound, counted, socket closed.
+    fn finish(&mut self, id: usize, conn: Conn) {
+        self.core.binder.unbind(id);
+        if let State::Ws(ws) = &conn.state {
+            if ws.is_open() {
+                self.core.metrics.connections -= 1;
+            }
+        }
+        self.core.metrics.sockets -= 1;
+        debug!("connection {id} from {} closed", conn.peer);
+        drop(conn);
+        self.conns.release(id);
+        // A descriptor came free: resume accepting if we had to pause.
+        if self.accept_paused_until.is_some() {
+            self.accept_paused_until = Some(Instant::now());
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        while let Some((at, id, serial)) = self.core.timers.pop_due(now) {
+            let Some(conn) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if conn.serial != serial {
+                continue;
+            }
+            if conn.armed == Some(at) {
+                conn.armed = None;
+            }
+            let Some(mut conn) = self.conns.take(id) else {
+                continue;
+            };
+            let keep = self.core.on_timer(id, &mut conn, now);
+            self.settle(id, conn, keep, now);
+        }
+    }
+
+    // ---- HTTP ----
+
+    fn drive_http(&mut self, id: usize, conn: &mut Conn, now: Instant) -> bool {
+        let cap = Http::input_cap(&self.core.limits);
+        for _ in 0..ROUND_BUDGET {
+            let State::Http(http) = &mut conn.state else {
+                return self.drive_ws(id, conn, true, now);
+            };
+            match conn.stream.flush_out() {
+                Err(_) => return false,
+                Ok(false) => return true,
+                Ok(true) => {}
+            }
+            if http.close_after {
+                if http.read_closed {
+                    return false;
+                }
+                return self.core.linger(conn, now);
+            }
+            let mut progress = false;
+            if !http.read_closed {
+                match conn::read_into(&mut conn.stream.tcp, &mut http.inbuf, cap) {
+                    Err(_) => return false,
+                    Ok(ReadStatus::Eof) => {
+                        http.read_closed = true;
+                        progress = true;
+                    }
+                    Ok(ReadStatus::Open { progress: p }) => progress = p,
+                }
+            }
+            let handled = self.process_requests(conn, now);
+            if let State::Http(http) = &mut conn.state {
+                if http.read_closed && !http.close_after && handled == 0 {
+                    // The peer sent its last request; answer and close.
+                    http.close_after = true;
+                    progress = true;
+                }
+            }
+            if !progress && handled == 0 {
+                return true;
+            }
+        }
+        self.revisit.push(id);
+        true
+    }
+
+    /// Answers the complete requests at the head of the input, in order.
+    /// Returns how many were handled; stops at an upgrade.
+    fn process_requests(&mut self, conn: &mut Conn, now: Instant) -> usize {
+        let mut handled = 0;
+        while handled < ROUND_BUDGET {
+            let State::Http(http) = &mut conn.state else { break };
+            if http.close_after || conn.stream.out.len() > MAX_PENDING_RESPONSE {
+                break;
+            }
+            match http.next_request(&self.core.limits) {
+                Ok(Next::Incomplete) => break,
+                Err(e) => {
+                    self.core.metrics.http_error(e.status());
+                    debug!("bad request from {}: {}", conn.peer, e.reason());
+                    Response::text(e.status(), e.reason()).encode_into(&mut conn.stream.out, false, false);
+                    http.close_after = true;
+                    break;
+                }
+                Ok(Next::WantsContinue(head)) => {
+                    // Refuse before the client sends a body we would discard.
+                    match self.route(&head, conn.peer) {
+                        Err(resp) => {
+                            self.core.metrics.http_error(resp.status);
+                            resp.encode_into(&mut conn.stream.out, false, false);
+                            http.close_after = true;
+                        }
+                        Ok(_) => {
+                            conn.stream.out.extend_from_slice(CONTINUE);
+                            http.sent_continue = true;
+                        }
+                    }
+                    break;
+                }
+                Ok(Next::Request(head, body)) => {
+                    handled += 1;
+                    http.since = now;
+                    self.core.metrics.http_requests += 1;
+                    let keep_alive = head.keep_alive && !http.read_closed;
+                    match self.handle_request(&head, &body, conn.peer, now) {
+                        Outcome::Respond(resp) => {
+                            if resp.status >= 400 {
+                                self.core.metrics.http_error(resp.status);
+                            }
+                            let head_only = head.method == "HEAD";
+                            resp.encode_into(&mut conn.stream.out, keep_alive, head_only);
+                            if let State::Http(http) = &mut conn.state {
+                                http.close_after |= !keep_alive || resp.close;
+                            }
+                        }
+                        Outcome::Upgrade { accept, envelope } => {
+                            self.upgrade(conn, &accept, envelope, now);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        handled
+    }
+
+    /// Switches an HTTP connection to WebSocket, keeping any bytes that
+    /// arrived after the request: they are the client's first frames.
+    fn upgrade(&mut self, conn: &mut Conn, accept: &str, envelope: bool, now: Instant) {
+        let State::Http(http) = &mut conn.state else {
+            return;
+        };
+        let early = std::mem::take(&mut http.inbuf);
+        conn.stream.out.extend_from_slice(&ws::handshake_response(accept));
+        let ctx = WebSocketContext::from_partially_read(early, Role::Server, Some(self.core.ws_config));
+        conn.state = State::Ws(Ws::new(ctx, envelope, &self.core.cfg, now));
+        self.core.metrics.connections += 1;
+        debug!("websocket open from {}", conn.peer);
+    }
+
+    /// Finds the handler for a request head, or the error that refuses it
+    /// before any body is read (404, 405, 401, 403).
+    fn route(&mut self, head: &Head, peer: SocketAddr) -> Result<Route, Response> {
+        let json = accepts_json(head);
+        let cfg = &self.core.cfg;
+        let path = head.path.as_str();
+        let route = if path == cfg.ws_path {
+            return Ok(Route::Upgrade);
+        } else if path == cfg.push_path {
+            Route::Push(Endpoint::Push)
+        } else if path == BROADCAST_PATH {
+            Route::Push(Endpoint::Broadcast)
+        } else if path == DROP_PATH {
+            Route::Push(Endpoint::Drop)
+        } else if path == HEALTH_PATH {
+            Route::Health
+        } else if path == METRICS_PATH {
+            Route::Metrics
+        } else {
+            return Err(Response::error(404, "404 page not found", json));
+        };
+        let get = matches!(head.method.as_str(), "GET" | "HEAD");
+        match route {
+            Route::Push(_) if head.method != "POST" => return Err(method_not_allowed("POST", json)),
+            Route::Health | Route::Metrics if !get => return Err(method_not_allowed("GET, HEAD", json)),
+            Route::Health => return Ok(route),
+            _ => {}
+        }
+        let req = Request::new(head, peer);
+        match auth::check_push(self.core.hooks.push_auth.as_mut(), &req) {
+            Verdict::Allow => Ok(route),
+            Verdict::Unauthorized => {
+                self.core.metrics.auth_failures += 1;
+                Err(Response::error(401, "unauthorized", json).with_header("WWW-Authenticate", "Bearer"))
+            }
+            Verdict::Forbidden => Err(Response::error(403, auth::FORBIDDEN_BODY, json)),
+        }
+    }
+
+    fn handle_request(&mut self, head: &Head, body: &[u8], peer: SocketAddr, now: Instant) -> Outcome {
+        let json = accepts_json(head);
+        let route = match self.route(head, peer) {
+            Ok(r) => r,
+            Err(resp) => return Outcome::Respond(resp),
+        };
+        let resp = match route {
+            Route::Upgrade => return self.check_upgrade(head, json),
+            Route::Health => Response::text(200, "ok"),
+            Route::Metrics => {
+                let gauges = Gauges {
+                    users: self.core.binder.user_count(),
+                    subscriptions: self.core.binder.subscription_count(),
+                };
+                let mut r = Response::text(200, self.core.metrics.render(&gauges));
+                r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+                r
+            }
+            Route::Push(endpoint) => match push::parse(endpoint, body) {
+                Err(reason) => Response::error(400, &format!("request data illegal: {reason}"), json),
+                Ok(req) => {
+                    let dropping = matches!(req, PushRequest::Drop { .. });
+                    let n = self.execute(req, now);
+                    let body = if dropping {
+                        push::dropped_body(n, json)
+                    } else {
+                        push::sent_body(n, json)
+                    };
+                    if json {
+                        Response::json(200, body)
+                    } else {
+                        Response::text(200, body)
+                    }
+                }
+            },
+        };
+        Outcome::Respond(resp)
+    }
+
+    fn check_upgrade(&mut self, head: &Head, json: bool) -> Outcome {
+        let resp = match ws::check_upgrade(head) {
+            Err(Refusal::BadRequest(reason)) => Response::error(400, reason, json),
+            Err(Refusal::Method) => method_not_allowed("GET", json),
+            Err(Refusal::Version) => Response::error(426, "unsupported WebSocket version", json)
+                .with_header("Sec-WebSocket-Version", "13"),
+            Ok(_) if self.core.shutting_down => {
+                Response::error(503, "server shutting down", json).with_header("Retry-After", "5")
+            }
+            Ok(_) if self.core.metrics.connections as usize >= self.core.cfg.max_connections => {
+                Response::error(503, "too many connections", json).with_header("Retry-After", "1")
+            }
+            Ok(accept) => {
+                return Outcome::Upgrade {
+                    accept,
+                    envelope: ws::envelope_requested(&head.query),
+                }
+            }
+        };
+        Outcome::Respond(resp)
+    }
+
+    /// Carries out a push, broadcast or drop; returns the count the
+    /// response reports. Shared by HTTP and the library's `Handle`.
+    fn execute(&mut self, req: PushRequest, now: Instant) -> usize {
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        let n = match req {
+            PushRequest::Push {
+                users,
+                event,
+                message,
+            } => {
+                for user in &users {
+                    self.core.binder.for_user_event(user, &event, |c| targets.push(c));
+                }
+                self.deliver(&targets, &Payload::new(&event, &message), now)
+            }
+            PushRequest::Broadcast { event, message } => {
+                targets.extend(self.core.binder.subscribers(&event));
+                self.deliver(&targets, &Payload::new(&event, &message), now)
+            }
+            PushRequest::Drop { user, event } => {
+                targets.extend(self.core.binder.conns_of_user(&user, event.as_deref()));
+                let mut n = 0;
+                for &id in &targets {
+                    let Some(conn) = self.conns.get_mut(id) else {
+                        continue;
+                    };
+                    if let State::Ws(ws) = &mut conn.state {
+                        self.core
+                            .close_ws(id, ws, &mut conn.stream, close::DROPPED, "dropped", now);
+                        self.core.arm(id, conn);
+                        n += 1;
+                    }
+                }
+                info!("dropped {n} connections of a user");
+                n
+            }
+        };
+        self.targets = targets;
+        n
+    }
+
+    /// Sends one prepared payload to each target; returns how many took it.
+    fn deliver(&mut self, targets: &[usize], payload: &Payload<'_>, now: Instant) -> usize {
+        self.core.metrics.pushes += 1;
+        let mut sent = 0;
+        for &id in targets {
+            let Some(conn) = self.conns.get_mut(id) else {
+                continue;
+            };
+            let State::Ws(ws) = &mut conn.state else { continue };
+            let text = payload.text(ws.envelope);
+            let len = text.len() as u64;
+            if self.core.send(id, ws, &mut conn.stream, Message::Text(text), now) {
+                sent += 1;
+                self.core.metrics.bytes_out += len;
+            } else {
+                self.core.arm(id, conn);
+            }
+        }
+        self.core.metrics.messages_delivered += sent as u64;
+        sent
+    }
+
+    // ---- WebSocket ----
+
+    fn drive_ws(&mut self, id: usize, conn: &mut Conn, readable: bool, now: Instant) -> bool {
+        let Conn { stream, state, .. } = conn;
+        let State::Ws(ws) = state else { return true };
+        if let WsPhase::Closing { broken: true, .. } = ws.phase {
+            return drain_broken(ws, stream);
+        }
+        if readable {
+            let mut budget = ROUND_BUDGET;
+            loop {
+                if budget == 0 {
+                    self.revisit.push(id);
+                    break;
+                }
+                budget -= 1;
+                match ws.ctx.read(stream) {
+                    Ok(msg) => {
+                        ws.last_seen = now;
+                        match msg {
+                            Message::Text(t) if ws.is_open() => {
+                                self.core.on_text(id, ws, stream, t.as_str(), now)
+                            }
+                            Message::Binary(b) if ws.is_open() => {
+                                self.core
+                                    .on_other(id, ws, stream, ClientMessage::Binary(&b), None, now)
+                            }
+                            Message::Close(_) => self.core.leave_open(id, ws, now + CLOSE_GRACE, false),
+                            _ => {}
+                        }
+                        if let WsPhase::Closing { broken: true, .. } = ws.phase {
+                            return drain_broken(ws, stream);
+                        }
+                    }
+                    Err(e) if would_block(&e) => break,
+                    Err(e) => match ws::classify(&e) {
+                        Failure::Close(code) if ws.is_open() => {
+                            debug!("websocket error from {}: {e}", conn.peer);
+                            self.core.fail_ws(id, ws, stream, code, now);
+                            return drain_broken(ws, stream);
+                        }
+                        _ => return false,
+                    },
+                }
+            }
+        }
+        match ws.ctx.flush(stream) {
+            Ok(()) => true,
+            Err(e) if would_block(&e) => true,
+            Err(tungstenite::Error::WriteBufferFull(_)) => true,
+            Err(_) => false,
+        }
+    }
+}
+
+/// A session that failed on bad input: push out the close frame, shut our
+/// side, and discard whatever else arrives until the peer closes.
+fn drain_broken(ws: &mut Ws, stream: &mut Stream) -> bool {
+    match ws.ctx.flush(stream) {
+        Ok(()) => {
+            let _ = stream.tcp.shutdown(Shutdown::Write);
+        }
+        Err(e) if would_block(&e) => {}
+        Err(_) => return false,
+    }
+    matches!(conn::discard_input(&mut stream.tcp), Ok(false))
+}
+
+impl Core {
+    /// Makes sure a timer entry exists for the connection's next deadline.
+    fn arm(&mut self, id: usize, conn: &mut Conn) {
+        if let Some(at) = conn.next_deadline(&self.cfg) {
+            if conn.armed.is_none_or(|armed| at < armed) {
+                self.timers.arm(at, id, conn.serial);
+                conn.armed = Some(at);
+            }
+        }
+    }
+
+    /// A deadline of this connection may have passed; act on the ones that did.
+    fn on_timer(&mut self, id: usize, conn: &mut Conn, now: Instant) -> bool {
+        match &mut conn.state {
+            State::Http(h) => {
+                if h.since + self.cfg.request_timeout > now {
+                    return true;
+                }
+                if !h.inbuf.is_empty() && conn.stream.out.is_empty() {
+                    // A request that never finished arriving (slowloris).
+                    self.metrics.http_error(408);
+                    Response::text(408, "request timeout").encode_into(&mut conn.stream.out, false, false);
+                    let _ = conn.stream.flush_out();
+                    return self.linger(conn, now);
+                }
+                // Idle keep-alive, or a response the peer does not read.
+                false
+            }
+            State::Linger { until } => *until > now,
+            State::Ws(ws) => match ws.phase {
+                WsPhase::Closing { until, .. } => until > now,
+                WsPhase::Open => {
+                    if ws.register_by.is_some_and(|t| t <= now) {
+                        self.close_ws(
+                            id,
+                            ws,
+                            &mut conn.stream,
+                            close::REGISTER_TIMEOUT,
+                            "register timeout",
+                            now,
+                        );
+                        return true;
+                    }
+                    if ws.silent_deadline(&self.cfg).is_some_and(|t| t <= now) {
+                        debug!("dropping silent connection from {}", conn.peer);
+                        return false;
+                    }
+                    if ws.next_ping.is_some_and(|t| t <= now) {
+                        ws.next_ping = Some(now + self.cfg.ping_interval);
+                        self.send(id, ws, &mut conn.stream, Message::Ping(Default::default()), now);
+                    }
+                    true
+                }
+            },
+        }
+    }
+
+    /// After a final response: shut our side once it is written, then
+    /// drain input for a moment so the peer reads the response, not a reset.
+    fn linger(&mut self, conn: &mut Conn, now: Instant) -> bool {
+        let _ = conn.stream.tcp.shutdown(Shutdown::Write);
+        conn.state = State::Linger {
+            until: now + CLOSE_GRACE,
+        };
+        matches!(conn::discard_input(&mut conn.stream.tcp), Ok(false))
+    }
+
+    fn on_text(&mut self, id: usize, ws: &mut Ws, stream: &mut Stream, text: &str, now: Instant) {
+        let cmd = match command::parse(text) {
+            Ok(cmd) => cmd,
+            Err(bad) => {
+                return self.on_other(
+                    id,
+                    ws,
+                    stream,
+                    ClientMessage::Text(text),
+                    Some((bad.id, bad.reason)),
+                    now,
+                )
+            }
+        };
+        let result = match cmd.action {
+            Action::Register { token, event } => match (self.hooks.token_auth)(&token)
+                .filter(|u| !u.is_empty())
+            {
+                None => {
+                    self.metrics.auth_failures += 1;
+                    Err((close::TOKEN_REJECTED, "token rejected"))
+                }
+                Some(user) => match self.binder.bind(id, &user, &event, self.cfg.max_events) {
+                    Ok(()) => {
+                        ws.register_by = None;
+                        Ok(())
+                    }
+                    Err(BindError::OtherUser) => Err((close::OTHER_USER, "token belongs to another user")),
+                    Err(BindError::TooManyEvents) => Err((close::TOO_MANY_EVENTS, "too many events")),
+                },
+            },
+            Action::Unregister { event } => {
+                self.binder.unsubscribe(id, &event);
+                Ok(())
+            }
+        };
+        match (result, cmd.id) {
+            (Ok(()), Some(rid)) => {
+                self.send(id, ws, stream, Message::text(command::ok_reply(&rid)), now);
+            }
+            (Ok(()), None) => {}
+            (Err((code, reason)), rid) => self.refuse(id, ws, stream, rid, code, reason, now),
+        }
+    }
+
+    /// A frame that is not a command: the library's message hook gets it;
+    /// without one it is a malformed command (4400).
+    fn on_other(
+        &mut self,
+        id: usize,
+        ws: &mut Ws,
+        stream: &mut Stream,
+        msg: ClientMessage<'_>,
+        malformed: Option<(Option<Value>, &'static str)>,
+        now: Instant,
+    ) {
+        if let Some(hook) = &mut self.hooks.on_message {
+            let user = self.binder.user_of(id);
+            if let Some(reply) = hook(user, msg) {
+                let msg = match reply {
+                    Reply::Text(t) => Message::text(t),
+                    Reply::Binary(b) => Message::binary(b),
+                };
+                self.send(id, ws, stream, msg, now);
+            }
+            return;
+        }
+        let (rid, reason) = malformed.unwrap_or((None, "binary frames are not commands"));
+        self.refuse(id, ws, stream, rid, close::MALFORMED, reason, now);
+    }
+
+    /// A refused command: an error reply when it had an `id`, else a close.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &mut self,
+        id: usize,
+        ws: &mut Ws,
+        stream: &mut Stream,
+        rid: Option<Value>,
+        code: u16,
+        reason: &str,
+        now: Instant,
+    ) {
+        match rid {
+            Some(rid) => {
+                self.send(
+                    id,
+                    ws,
+                    stream,
+                    Message::text(command::error_reply(&rid, code, reason)),
+                    now,
+                );
+            }
+            None => self.close_ws(id, ws, stream, code, reason, now),
+        }
+    }
+
+    /// Queues one message; false when the connection cannot take it (it is
+    /// then closing: 4008 for a full backlog, dropped for a dead socket).
+    fn send(&mut self, id: usize, ws: &mut Ws, stream: &mut Stream, msg: Message, now: Instant) -> bool {
+        match ws.ctx.write(stream, msg) {
+            Ok(()) => true,
+            // The frame is queued; it goes out on the next writable edge.
+            Err(e) if would_block(&e) => true,
+            Err(tungstenite::Error::WriteBufferFull(_)) => {
+                self.metrics.slow_consumer_drops += 1;
+                info!("closing slow consumer {id}");
+                self.close_ws(id, ws, stream, close::SLOW_CONSUMER, "slow consumer", now);
+                false
+            }
+            Err(_) => {
+                self.leave_open(id, ws, now, true);
+                false
+            }
+        }
+    }
+
+    /// Unbinds a connection that stops being open; `until` bounds the wait
+    /// for its peer, `broken` stops parsing its input.
+    fn leave_open(&mut self, id: usize, ws: &mut Ws, until: Instant, broken: bool) {
+        if ws.is_open() {
+            self.binder.unbind(id);
+            self.metrics.connections -= 1;
+        }
+        ws.phase = WsPhase::Closing { until, broken };
+    }
+
+    /// Starts the close handshake with `code`.
+    fn close_ws(
+        &mut self,
+        id: usize,
+        ws: &mut Ws,
+        stream: &mut Stream,
+        code: u16,
+        reason: &str,
+        now: Instant,
+    ) {
+        if !ws.is_open() {
+            return;
+        }
+        self.leave_open(id, ws, now + CLOSE_GRACE, false);
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: Utf8Bytes::from(reason),
+        };
+        match ws.ctx.close(stream, Some(frame)) {
+            Ok(()) => {}
+            Err(e) if would_block(&e) => {}
+            // The close frame does not fit behind the backlog, or the socket
+            // is gone: nothing more can be said to this peer.
+            Err(_) => {
+                ws.phase = WsPhase::Closing {
+                    until: now,
+                    broken: true,
+                }
+            }
+        }
+    }
+
+    /// Closes a session that failed on the peer's input (1002, 1007, 1009).
+    fn fail_ws(&mut self, id: usize, ws: &mut Ws, stream: &mut Stream, code: u16, now: Instant) {
+        self.close_ws(id, ws, stream, code, "", now);
+        if let WsPhase::Closing { until, .. } = ws.phase {
+            ws.phase = WsPhase::Closing { until, broken: true };
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! HTTP responses: status lines, headers, plain-text and JSON bodies.
+//!
+//! Every answer the server gives goes through `Response::encode_into`, so
+//! `Content-Length`, `Connection: close` and `HEAD` are right in one place.
+
+use std::io::Write as _;
+
+/// One response, built by a handler and encoded by the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+    /// Close the connection after this response (errors that leave the
+    /// request stream in an unknown state).
+    pub close: bool,
+}
+
+pub const TEXT: &str = "text/plain; charset=utf-8";
+pub const JSON: &str = "application/json";
+
+impl Response {
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response {
+            status,
+            content_type: TEXT,
+            headers: Vec::new(),
+            body: body.into(),
+            close: false,
+        }
+    }
+
+    pub fn json(status: u16, body: impl Into<String>) -> Response {
+        Response {
+            content_type: JSON,
+            ..Response::text(status, body)
+        }
+    }
+
+    /// An error in the format the client asked for: the plain text as is,
+    /// or `{"error": text}` when it accepts JSON.
+    pub fn error(status: u16, text: &str, as_json: bool) -> Response {
+        if as_json {
+            Response::json(status, serde_json::json!({ "error": text }).to_string())
+        } else {
+            Response::text(status, text)
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn closing(mut self) -> Response {
+        self.close = true;
+        self
+    }
+
+    /// Appends the encoded response to `out`. `keep_alive` is false when the
+    /// connection will close after it (said in the header so the client
+    /// does not reuse it); `head_only` drops the body for `HEAD`.
+    pub fn encode_into(&self, out: &mut Vec<u8>, keep_alive: bool, head_only: bool) {
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            let _ = write!(out, "{name}: {value}\r\n");
+        }
+        if !keep_alive || self.close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_only {
+            out.extend_from_slice(self.body.as_bytes());
+        }
+    }
+}
+
+/// Reason phrases for the statuses this server sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        417 => "Expectation Failed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// The interim answer to `Expect: 100-continue`.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(r: &Response, keep_alive: bool, head_only: bool) -> String {
+        let mut out = Vec::new();
+        r.encode_into(&mut out, keep_alive, head_only);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn plain_text_keep_alive() {
+        let s = encode(&Response::text(200, "message sent to 1 clients"), true, false);
+        assert_eq!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 25\r\n\r\nmessage sent to 1 clients"
+        );
+    }
+
+    #[test]
+    fn closing_and_extra_headers() {
+        let r = Response::text(405, "method not allowed")
+            .with_header("Allow", "POST")
+            .closing();
+        let s = encode(&r, true, false);
+        assert!(s.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+        assert!(s.contains("\r\nAllow: POST\r\n"));
+        assert!(s.contains("\r\nConnection: close\r\n"));
+        assert!(s.ends_with("\r\n\r\nmethod not allowed"));
+    }
+
+    #[test]
+    fn head_keeps_length_drops_body() {
+        let s = encode(&Response::text(200, "ok"), false, true);
+        assert!(s.contains("Content-Length: 2\r\n"));
+        assert!(s.contains("Connection: close\r\n"));
+        assert!(s.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn json_errors_escape() {
+        let r = Response::error(400, "bad \"x\"", true);
+        assert_eq!(r.content_type, JSON);
+        assert_eq!(r.body, r#"{"error":"bad \"x\""}"#);
+        assert_eq!(Response::error(404, "not found", false).body, "not found");
+    }
+}

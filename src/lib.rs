@@ -1,0 +1,368 @@
+//! wspush: a WebSocket push server on one `mio` event loop.
+//!
+//! Clients connect over WebSocket and register `{"token": T, "event": E}`;
+//! back ends push with `POST /push {"userId": U, "event": E, "message": M}`.
+//! This crate is the server as a library, shaped like the Go seed's
+//! `wserver.Server`: build it, run it, and push from any thread through a
+//! [`Handle`].
+//!
+//! ```no_run
+//! let server = wspush::Builder::new()
+//!     .listen("127.0.0.1:12345")
+//!     .auth(|token| token.strip_prefix("user-").map(str::to_string))
+//!     .bind()?;
+//! let handle = server.handle();
+//! std::thread::spawn(move || server.run());
+//! // later, from any thread:
+//! let n = handle.push("alice", "news", "hello")?;
+//! println!("message sent to {n} clients");
+//! handle.shutdown();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+#[macro_use]
+mod log;
+
+mod auth;
+mod binder;
+mod command;
+pub mod config;
+mod conn;
+mod event_loop;
+pub mod http;
+mod metrics;
+mod push;
+mod slab;
+mod timers;
+mod ws;
+
+pub use auth::Request;
+pub use config::{Config, ConfigError};
+pub use log::Level;
+
+use event_loop::{Control, Hooks, Loop, LISTENER, SIGNALS, WAKER};
+use mio::net::TcpListener;
+use mio::{Interest, Poll, Waker};
+use push::PushRequest;
+use serde_json::Value;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+
+/// A client frame that is not a command, as the message hook sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMessage<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+}
+
+/// What a message hook may send back on the same connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+/// The seed's `AfterReadFunc`: called with the connection's user (if it
+/// registered) for each frame that is not a command.
+pub type OnMessage = Box<dyn FnMut(Option<&str>, ClientMessage<'_>) -> Option<Reply> + Send>;
+
+/// Errors at the library's edge.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is unusable.
+    Config(ConfigError),
+    /// Binding the address or setting up the poller failed.
+    Io(io::Error),
+    /// The server is not running (any more); nothing was pushed.
+    Stopped,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => write!(f, "configuration: {e}"),
+            Error::Io(e) => write!(f, "{e}"),
+            Error::Stopped => f.write_str("the server is not running"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Config(e) => Some(e),
+            Error::Io(e) => Some(e),
+            Error::Stopped => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}
+
+/// Builds a [`Server`]: settings, auth hooks, message hook.
+pub struct Builder {
+    config: Config,
+    hooks: Hooks,
+    signals: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// Defaults as the binary's, except logging, which stays at `warn`
+    /// unless [`Builder::config`] says otherwise.
+    pub fn new() -> Builder {
+        Builder {
+            config: Config {
+                log_level: Level::Warn,
+                ..Config::default()
+            },
+            hooks: Hooks {
+                token_auth: auth::token_is_user(),
+                push_auth: None,
+                on_message: None,
+            },
+            signals: false,
+        }
+    }
+
+    /// Replaces every setting at once.
+    pub fn config(mut self, config: Config) -> Builder {
+        self.config = config;
+        self
+    }
+
+    /// Changes settings in place: `.configure(|c| c.max_events = 8)`.
+    pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Builder {
+        f(&mut self.config);
+        self
+    }
+
+    pub fn listen(mut self, addr: impl Into<String>) -> Builder {
+        self.config.listen = addr.into();
+        self
+    }
+
+    pub fn ws_path(mut self, path: impl Into<String>) -> Builder {
+        self.config.ws_path = path.into();
+        self
+    }
+
+    pub fn push_path(mut self, path: impl Into<String>) -> Builder {
+        self.config.push_path = path.into();
+        self
+    }
+
+    /// Connection auth: token → userId, `None` rejects (close 4401).
+    pub fn auth(mut self, f: impl FnMut(&str) -> Option<String> + Send + 'static) -> Builder {
+        self.hooks.token_auth = Box::new(f);
+        self
+    }
+
+    /// Push auth for `/push`, `/broadcast`, `/drop` and `/metrics`; `false`
+    /// answers 401. Replaces the default loopback-only rule.
+    pub fn push_auth(mut self, f: impl FnMut(&Request<'_>) -> bool + Send + 'static) -> Builder {
+        self.hooks.push_auth = Some(Box::new(f));
+        self
+    }
+
+    /// Hook for client frames that are not commands; its reply, if any, is
+    /// sent back on the same connection. Without a hook such frames close
+    /// the connection with 4400.
+    pub fn on_message(
+        mut self,
+        f: impl FnMut(Option<&str>, ClientMessage<'_>) -> Option<Reply> + Send + 'static,
+    ) -> Builder {
+        self.hooks.on_message = Some(Box::new(f));
+        self
+    }
+
+    /// Shut down gracefully on SIGINT and SIGTERM (the binary does this).
+    pub fn handle_signals(mut self, on: bool) -> Builder {
+        self.signals = on;
+        self
+    }
+
+    /// Checks the settings and binds the listening socket, so the real
+    /// address is known (and connections queue) before [`Server::run`].
+    pub fn bind(self) -> Result<Server, Error> {
+        self.config.validate().map_err(Error::Config)?;
+        log::set_level(self.config.log_level);
+        let addr = resolve(&self.config.listen)?;
+        let mut listener = listen(addr)?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let signals = if self.signals {
+            let mut s = signal_hook_mio::v1_0::Signals::new([
+                signal_hook::consts::SIGINT,
+                signal_hook::consts::SIGTERM,
+            ])?;
+            poll.registry().register(&mut s, SIGNALS, Interest::READABLE)?;
+            Some(s)
+        } else {
+            None
+        };
+        let local_addr = listener.local_addr()?;
+        let (tx, rx) = mpsc::channel();
+        Ok(Server {
+            local_addr,
+            handle: Handle { tx, waker },
+            parts: Parts {
+                poll,
+                listener,
+                signals,
+                rx,
+                config: self.config,
+                hooks: self.hooks,
+            },
+        })
+    }
+}
+
+fn resolve(listen: &str) -> Result<SocketAddr, Error> {
+    listen
+        .to_socket_addrs()
+        .map_err(|e| Error::Config(ConfigError(format!("--listen {listen:?}: {e}"))))?
+        .next()
+        .ok_or_else(|| Error::Config(ConfigError(format!("--listen {listen:?}: no address"))))
+}
+
+/// A listening socket with a deep accept queue: a reconnect storm after a
+/// deploy brings thousands of SYNs at once, and the std default (128)
+/// would drop most of them into retransmit back-off.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+struct Parts {
+    poll: Poll,
+    listener: TcpListener,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    rx: Receiver<Control>,
+    config: Config,
+    hooks: Hooks,
+}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    local_addr: SocketAddr,
+    handle: Handle,
+    parts: Parts,
+}
+
+impl Server {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle for pushing and shutting down from other threads.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Serves until [`Handle::shutdown`] (or a signal, when enabled).
+    pub fn run(self) -> io::Result<()> {
+        let p = self.parts;
+        info!("listening on {}", self.local_addr);
+        Loop::new(p.poll, p.listener, p.signals, p.rx, p.config, p.hooks).run()
+    }
+}
+
+/// Pushes, broadcasts, drops and shuts down from any thread. Each call
+/// wakes the loop and waits for its answer; do not call it from inside a
+/// hook (the loop would wait for itself).
+#[derive(Clone)]
+pub struct Handle {
+    tx: Sender<Control>,
+    waker: Arc<Waker>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Handle")
+    }
+}
+
+impl Handle {
+    fn ask(&self, req: PushRequest) -> Result<usize, Error> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Control::Push(req, reply_tx))
+            .map_err(|_| Error::Stopped)?;
+        self.waker.wake().map_err(|_| Error::Stopped)?;
+        reply_rx.recv().map_err(|_| Error::Stopped)
+    }
+
+    /// Sends `message` to every connection of `user` subscribed to `event`;
+    /// returns how many connections took it.
+    pub fn push(&self, user: &str, event: &str, message: &str) -> Result<usize, Error> {
+        self.push_many(&[user], event, message)
+    }
+
+    /// As [`push`](Handle::push), for several users (each counted once).
+    pub fn push_many(&self, users: &[&str], event: &str, message: &str) -> Result<usize, Error> {
+        self.push_value(users, event, Value::String(message.to_string()))
+    }
+
+    /// Pushes any JSON value (sent as its compact text; a string as is).
+    pub fn push_value(&self, users: &[&str], event: &str, message: Value) -> Result<usize, Error> {
+        let mut distinct: Vec<String> = Vec::with_capacity(users.len());
+        for u in users {
+            if !distinct.iter().any(|d| d == u) {
+                distinct.push(u.to_string());
+            }
+        }
+        self.ask(PushRequest::Push {
+            users: distinct,
+            event: event.to_string(),
+            message,
+        })
+    }
+
+    /// Sends `message` to every connection subscribed to `event`.
+    pub fn broadcast(&self, event: &str, message: &str) -> Result<usize, Error> {
+        self.ask(PushRequest::Broadcast {
+            event: event.to_string(),
+            message: Value::String(message.to_string()),
+        })
+    }
+
+    /// Closes `user`'s connections (only those on `event` if given) with 4000.
+    pub fn drop_user(&self, user: &str, event: Option<&str>) -> Result<usize, Error> {
+        self.ask(PushRequest::Drop {
+            user: user.to_string(),
+            event: event.map(str::to_string),
+        })
+    }
+
+    /// Stops the server gracefully: WebSockets get 1001, pending responses
+    /// finish, then `run` returns. Returns at once.
+    pub fn shutdown(&self) {
+        if self.tx.send(Control::Shutdown).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Helpers shared by the integration tests: a server on 127.0.0.1:0 (in
+//! process or the real binary), WebSocket clients, raw HTTP over sockets.
+//! Every blocking read has a timeout, so a stuck test fails instead of hanging.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+/// How long any single expectation may wait.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub type Ws = WebSocket<TcpStream>;
+
+/// An in-process server; shut down and joined on drop.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub handle: wspush::Handle,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Stops the server and returns what `run` returned.
+    pub fn stop(mut self) -> std::io::Result<()> {
+        self.handle.shutdown();
+        self.thread.take().expect("joined once").join().expect("server thread panicked")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.handle.shutdown();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts a server with default settings on a free loopback port.
+pub fn start() -> TestServer {
+    start_with(|b| b)
+}
+
+/// Starts a server after `f` adjusted the builder.
+pub fn start_with(f: impl FnOnce(wspush::Builder) -> wspush::Builder) -> TestServer {
+    let builder = wspush::Builder::new().listen("127.0.0.1:0");
+    let server = f(builder).bind().expect("server binds");
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let thread = std::thread::spawn(move || server.run());
+    TestServer {
+        addr,
+        handle,
+        thread: Some(thread),
+    }
+}
+
+/// Opens a WebSocket to `path` (e.g. "/ws" or "/ws?envelope=1").
+#[track_caller]
+pub fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
+    let stream = TcpStream::connect(addr).expect("tcp connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let url = format!("ws://{addr}{path}");
+    let (ws, _resp) = tungstenite::client(url, stream).expect("websocket handshake");
+    ws
+}
+
+#[track_caller]
+pub fn send_text(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).expect("send text");
+}
+
+/// Connects and registers `token` for `event` (seed format, no id), then
+/// makes sure the server has processed it with an acknowledged no-op.
+#[track_caller]
+pub fn connect_registered(addr: SocketAddr, token: &str, event: &str) -> Ws {
+    let mut ws = ws_connect(addr, "/ws");
+    register(&mut ws, token, event);
+    ws
+}
+
+/// Registers with an `id` and waits for the ack, so the binding is in place.
+#[track_caller]
+pub fn register(ws: &mut Ws, token: &str, event: &str) {
+    let cmd = serde_json::json!({"token": token, "event": event, "id": "reg"}).to_string();
+    send_text(ws, &cmd);
+    let reply = read_text(ws);
+    let v: serde_json::Value = serde_json::from_str(&reply).expect("ack is JSON");
+    assert_eq!(v, serde_json::json!({"id": "reg", "ok": true}), "register ack");
+}
+
+/// Next text message, skipping pings/pongs.
+#[track_caller]
+pub fn read_text(ws: &mut Ws) -> String {
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => return t.as_str().to_string(),
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+/// Waits for the server's close frame and returns its code.
+#[track_caller]
+pub fn expect_close(ws: &mut Ws) -> u16 {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(Some(frame))) => return u16::from(frame.code),
+            Ok(Message::Close(None)) => panic!("close frame without a code"),
+            Ok(Message::Text(t)) => panic!("expected close, got text {t}"),
+            Ok(_) => continue,
+            Err(e) => panic!("expected a close frame, got error {e}"),
+        }
+    }
+}
+
+/// Asserts nothing arrives for `for_how_long`.
+#[track_caller]
+pub fn expect_silence(ws: &mut Ws, for_how_long: Duration) {
+    ws.get_mut().set_read_timeout(Some(for_how_long)).unwrap();
+    match ws.read() {
+        Err(tungstenite::Error::Io(e))
+            if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+        other => panic!("expected nothing, got {other:?}"),
+    }
+    ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+}
+
+pub fn close_code(code: CloseCode) -> u16 {
+    u16::from(code)
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response (Content-Length framed, or to EOF) from a reader.
+#[track_caller]
+pub fn read_response(r: &mut BufReader<TcpStream>) -> HttpResponse {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("status line");
+    let mut parts = line.splitn(3, ' ');
+    let _version = parts.next();
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).expect("header line");
+        let h = h.trim_end_matches(['\r', '\n']);
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':').expect("header has a colon");
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let mut resp = HttpResponse {
+        status,
+        headers,
+        body: String::new(),
+    };
+    if status == 100 || status == 101 || status == 304 {
+        return resp;
+    }
+    let mut body = Vec::new();
+    match resp.header("Content-Length") {
+        Some(n) => {
+            body.resize(n.parse().expect("numeric length"), 0);
+            r.read_exact(&mut body).expect("body");
+        }
+        None => {
+            r.read_to_end(&mut body).expect("body to EOF");
+        }
+    }
+    resp.body = String::from_utf8(body).expect("utf-8 body");
+    resp
+}
+
+/// A raw HTTP connection for edge cases.
+pub fn raw_conn(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let r = BufReader::new(s.try_clone().unwrap());
+    (s, r)
+}
+
+/// Sends raw bytes on a fresh connection and reads one response.
+#[track_caller]
+pub fn raw_request(addr: SocketAddr, raw: &[u8]) -> HttpResponse {
+    let (mut s, mut r) = raw_conn(addr);
+    s.write_all(raw).expect("write request");
+    read_response(&mut r)
+}
+
+/// POSTs `body` to `path` (closing the connection after) and reads the answer.
+#[track_caller]
+pub fn post(addr: SocketAddr, path: &str, body: &str) -> HttpResponse {
+    post_with(addr, path, body, &[])
+}
+
+#[track_caller]
+pub fn post_with(addr: SocketAddr, path: &str, body: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    raw_request(addr, req.as_bytes())
+}
+
+#[track_caller]
+pub fn get(addr: SocketAddr, path: &str) -> HttpResponse {
+    raw_request(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// `POST /push` for one user.
+#[track_caller]
+pub fn push(addr: SocketAddr, user: &str, event: &str, message: &str) -> HttpResponse {
+    let body = serde_json::json!({"userId": user, "event": event, "message": message}).to_string();
+    post(addr, "/push", &body)
+}
+
+/// Polls `f` until it returns true or `WAIT` passes.
+#[track_caller]
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// Reads one gauge/counter value from /metrics.
+#[track_caller]
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let m = get(addr, "/metrics");
+    assert_eq!(m.status, 200);
+    m.body
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("metric {name} missing"))
+        .trim()
+        .parse()
+        .expect("numeric metric")
+}
+
+/// The real binary, started with `args`; killed on drop.
+pub struct BinServer {
+    pub addr: SocketAddr,
+    pub child: Child,
+}
+
+impl Drop for BinServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `target/.../wspush` with `args` (add `--listen 127.0.0.1:0` yourself
+/// or use `spawn_bin`), waits for `listening on ADDR`.
+#[track_caller]
+pub fn spawn_bin_raw(args: &[&str], envs: &[(&str, &str)]) -> BinServer {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wspush"));
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn wspush");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read first line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .expect("address");
+    BinServer { addr, child }
+}
+
+/// The real binary on a free loopback port.
+#[track_caller]
+pub fn spawn_bin(extra: &[&str]) -> BinServer {
+    let mut args = vec!["--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    spawn_bin_raw(&args, &[])
+}
