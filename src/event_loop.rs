@@ -510,7 +510,9 @@ impl Loop {
         let State::Http(http) = &mut conn.state else {
             return;
         };
-        let early = std::mem::take(&mut http.inbuf);
+        // Copy only the early bytes: handing over the 4 KiB request buffer
+        // itself would make it the session's read buffer for life.
+        let early = http.inbuf.as_slice().to_vec();
         conn.stream.out.extend_from_slice(&ws::handshake_response(accept));
         let ctx = WebSocketContext::from_partially_read(early, Role::Server, Some(self.core.ws_config));
         conn.state = State::Ws(Ws::new(ctx, envelope, &self.core.cfg, now));

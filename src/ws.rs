@@ -88,10 +88,10 @@ pub fn envelope_requested(query: &str) -> bool {
     })
 }
 
-/// Read buffer per connection. Commands are small; tungstenite grows the
-/// buffer for a bigger frame, so this only sets the idle cost
-/// (the default, 128 KiB, would be ~135 KB of RSS per client).
-pub const READ_BUFFER_BYTES: usize = 1024;
+/// Read buffer per connection. Commands are a few dozen bytes and
+/// tungstenite grows the buffer for a bigger frame, so this only sets the
+/// idle cost: 256 B here against 128 KiB by default (~135 KB of RSS each).
+pub const READ_BUFFER_BYTES: usize = 256;
 
 /// Session settings for a push server: a small read buffer, every frame
 /// written at once (no batching threshold: a push must leave now), incoming

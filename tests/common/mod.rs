@@ -27,7 +27,11 @@ impl TestServer {
     /// Stops the server and returns what `run` returned.
     pub fn stop(mut self) -> std::io::Result<()> {
         self.handle.shutdown();
-        self.thread.take().expect("joined once").join().expect("server thread panicked")
+        self.thread
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("server thread panicked")
     }
 }
 
@@ -111,7 +115,11 @@ pub fn read_text(ws: &mut Ws) -> String {
 pub fn expect_close(ws: &mut Ws) -> u16 {
     loop {
         match ws.read() {
-            Ok(Message::Close(Some(frame))) => return u16::from(frame.code),
+            Ok(Message::Close(Some(frame))) => {
+                // Send the queued close reply, completing the handshake.
+                let _ = ws.flush();
+                return u16::from(frame.code);
+            }
             Ok(Message::Close(None)) => panic!("close frame without a code"),
             Ok(Message::Text(t)) => panic!("expected close, got text {t}"),
             Ok(_) => continue,
@@ -300,7 +308,9 @@ pub fn spawn_bin_raw(args: &[&str], envs: &[(&str, &str)]) -> BinServer {
     let mut child = cmd.spawn().expect("spawn wspush");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read first line");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read first line");
     let addr = line
         .trim()
         .strip_prefix("listening on ")
