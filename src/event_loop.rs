@@ -567,6 +567,7 @@ impl Loop {
         };
         let resp = match route {
             Route::Upgrade => return self.check_upgrade(head, json),
+            Route::Health if json => Response::json(200, r#"{"status":"ok"}"#),
             Route::Health => Response::text(200, "ok"),
             Route::Metrics => {
                 let gauges = Gauges {
