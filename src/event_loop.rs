@@ -30,7 +30,7 @@ use crate::binder::{BindError, Binder};
 use crate::command::{self, Action};
 use crate::config::{Config, BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH};
 use crate::conn::{self, Conn, Http, Next, ReadStatus, State, Stream, Ws, WsPhase, CLOSE_GRACE};
-use crate::http::request::{Head, Limits};
+use crate::http::request::{Head, Limits, Version};
 use crate::http::response::{Response, CONTINUE};
 use crate::metrics::{Gauges, Metrics};
 use crate::push::{self, Endpoint, Payload, PushRequest};
@@ -483,7 +483,11 @@ impl Loop {
                     self.core.metrics.http_requests += 1;
                     let keep_alive = head.keep_alive && !http.read_closed;
                     match self.handle_request(&head, &body, conn.peer, now) {
-                        Outcome::Respond(resp) => {
+                        Outcome::Respond(mut resp) => {
+                            if keep_alive && head.version == Version::Http10 {
+                                // A 1.0 client assumes close unless told otherwise.
+                                resp = resp.with_header("Connection", "keep-alive");
+                            }
                             if resp.status >= 400 {
                                 self.core.metrics.http_error(resp.status);
                             }

@@ -233,3 +233,16 @@ fn connection_close_on_http_1_1_closes_after_the_response() {
     expect_eof(&mut r);
     assert_eq!(read_text(&mut ws), "last");
 }
+
+#[test]
+fn http10_keep_alive_is_confirmed_and_honoured() {
+    let server = start();
+    let (mut s, mut r) = raw_conn(server.addr);
+    for _ in 0..2 {
+        s.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let resp = read_response(&mut r);
+        assert_eq!((resp.status, resp.body.as_str()), (200, "ok"));
+        assert_eq!(resp.header("Connection"), Some("keep-alive"));
+    }
+}
