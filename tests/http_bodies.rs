@@ -4,33 +4,11 @@
 mod common;
 use common::*;
 
-use std::io::{BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-/// The server closes the connection: reading gives EOF (a reset also counts
-/// as closed), never a timeout, and no further bytes.
-#[track_caller]
-fn expect_eof(r: &mut BufReader<TcpStream>) {
-    let mut rest = Vec::new();
-    match r.read_to_end(&mut rest) {
-        Ok(_) => assert!(
-            rest.is_empty(),
-            "bytes after the last response: {:?}",
-            String::from_utf8_lossy(&rest)
-        ),
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("connection not closed by the server: {e}"),
-    }
-}
 
-/// A normal push still reaches a registered client.
-#[track_caller]
-fn still_serves(addr: SocketAddr, ws: &mut Ws, msg: &str) {
-    let r = push(addr, "aaa", "topic1", msg);
-    assert_eq!((r.status, r.body.as_str()), (200, "message sent to 1 clients"));
-    assert_eq!(read_text(ws), msg);
-}
 
 fn chunked_head(addr: SocketAddr) -> String {
     format!("POST /push HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n")

@@ -4,8 +4,8 @@
 mod common;
 use common::*;
 
-use std::io::{BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A `/push` request without `Connection: close` (keep-alive by default).
@@ -21,21 +21,6 @@ fn healthz_req(addr: SocketAddr) -> String {
     format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n")
 }
 
-/// The server closes the connection: reading gives EOF (a reset also counts
-/// as closed), never a timeout, and no further bytes.
-#[track_caller]
-fn expect_eof(r: &mut BufReader<TcpStream>) {
-    let mut rest = Vec::new();
-    match r.read_to_end(&mut rest) {
-        Ok(_) => assert!(
-            rest.is_empty(),
-            "bytes after the last response: {:?}",
-            String::from_utf8_lossy(&rest)
-        ),
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("connection not closed by the server: {e}"),
-    }
-}
 
 #[test]
 fn several_requests_on_one_keep_alive_connection() {

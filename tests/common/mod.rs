@@ -205,6 +205,31 @@ pub fn read_response(r: &mut BufReader<TcpStream>) -> HttpResponse {
     resp
 }
 
+/// The server closes the connection: reading gives EOF (a reset also counts
+/// as closed), never a timeout, and no further bytes.
+#[track_caller]
+pub fn expect_eof(r: &mut BufReader<TcpStream>) {
+    let mut rest = Vec::new();
+    match r.read_to_end(&mut rest) {
+        Ok(_) => assert!(
+            rest.is_empty(),
+            "bytes after the last response: {:?}",
+            String::from_utf8_lossy(&rest)
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("connection not closed by the server: {e}"),
+    }
+}
+
+/// A normal push to user "aaa" on "topic1" still reaches `ws`, and it is the
+/// next thing that client sees (nothing leaked from earlier bad requests).
+#[track_caller]
+pub fn still_serves(addr: SocketAddr, ws: &mut Ws, msg: &str) {
+    let r = push(addr, "aaa", "topic1", msg);
+    assert_eq!((r.status, r.body.as_str()), (200, "message sent to 1 clients"));
+    assert_eq!(read_text(ws), msg);
+}
+
 /// A raw HTTP connection for edge cases.
 pub fn raw_conn(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
     let s = TcpStream::connect(addr).expect("connect");
