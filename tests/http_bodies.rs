@@ -8,8 +8,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-
-
 fn chunked_head(addr: SocketAddr) -> String {
     format!("POST /push HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n")
 }

@@ -10,8 +10,6 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 
-
-
 fn setup() -> (TestServer, Ws) {
     let server = start();
     let ws = connect_registered(server.addr, "aaa", "topic1");

@@ -21,7 +21,6 @@ fn healthz_req(addr: SocketAddr) -> String {
     format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n")
 }
 
-
 #[test]
 fn several_requests_on_one_keep_alive_connection() {
     let server = start();
