@@ -1,8 +1,7 @@
 //! The library side (SPEC §3, §4): the `Handle` pushes, broadcasts, drops
 //! and shuts down from other threads; `Builder::auth`, `on_message` and
 //! `push_auth` hooks plug in.
-mod common;
-use common::*;
+use crate::common::*;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;

@@ -2,8 +2,7 @@
 //! blocking anyone else; idle keep-alive connections are closed after the
 //! request timeout; a client that never reads its responses does not hold
 //! up other clients.
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

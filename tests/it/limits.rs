@@ -1,8 +1,7 @@
 //! SPEC §1 limits: the connection cap (503 with `Retry-After` over it) and
 //! the outbound backlog cap (a client that stops reading is closed with 4008
 //! instead of making the server grow), while others are served as usual.
-mod common;
-use common::*;
+use crate::common::*;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

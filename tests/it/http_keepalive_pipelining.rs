@@ -1,8 +1,7 @@
 //! SPEC §2, HTTP/1.1 details: keep-alive and pipelined requests on one
 //! connection, HTTP/1.0 and `Connection: close` end the connection after
 //! the response.
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::io::Write;
 use std::net::SocketAddr;

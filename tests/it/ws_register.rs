@@ -1,8 +1,7 @@
 //! SPEC §1, register: `{"token": T, "event": E}` binds the connection to a
 //! user and subscribes it; more events add up; the same event twice is a
 //! no-op; frames that arrive with the upgrade request are not lost.
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

@@ -1,8 +1,7 @@
 //! SPEC §1 envelope mode and SPEC §2 message forms: `/ws?envelope=1` gets
 //! `{"event": E, "message": M}` with M as pushed (a string stays a string);
 //! other clients get the raw text, and a non-string M as compact JSON.
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 

@@ -1,7 +1,6 @@
 //! SPEC §2, `GET /metrics`: Prometheus text with the listed families, and
 //! values that follow what happens on the server.
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use std::net::SocketAddr;
 

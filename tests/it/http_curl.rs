@@ -1,7 +1,6 @@
 //! The real `curl` against the real binary: the seed's push scripts keep
 //! working (SPEC §2 and §4).
-mod common;
-use common::*;
+use crate::common::*;
 
 use serde_json::{json, Value};
 use std::net::SocketAddr;

@@ -1,6 +1,5 @@
 //! SIGTERM and SIGINT: clients get close 1001, the process exits 0.
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 fn signal(pid: u32, sig: &str) {

@@ -2,8 +2,7 @@
 //! every ping interval and drops peers silent for two intervals, the
 //! register timeout closes with 4408, close handshakes work both ways, and
 //! a connection is unbound as soon as it ends, however it ends.
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,8 +1,7 @@
 //! SPEC §2, fan-out of `POST /push` and `POST /broadcast`: who gets a
 //! message, how often, how it is counted, and what a message looks like on
 //! the wire (a string byte for byte, any other JSON value as compact text).
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -1,8 +1,7 @@
 //! SPEC §2, `POST /drop`: closes a user's connections (only those on the
 //! event when one is given) with close code 4000 and answers
 //! `dropped N clients`; the dropped connections are unbound at once.
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 #[test]

@@ -3,8 +3,7 @@
 //! illegal push bodies (400 `request data illegal: ...`), JSON answers
 //! with `Accept: application/json`, and refused WebSocket upgrades.
 //! After every error the server still delivers a normal push.
-mod common;
-use common::*;
+use crate::common::*;
 
 use serde_json::{json, Value};
 use std::io::{Read, Write};

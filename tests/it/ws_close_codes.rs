@@ -2,8 +2,7 @@
 //! connection with its code (4400, 4403, 4429, 1009), and nothing else on
 //! the server is affected: other clients still get pushes, and the
 //! connection count drops back.
-mod common;
-use common::*;
+use crate::common::*;
 use std::net::SocketAddr;
 use tungstenite::Message;
 

@@ -1,8 +1,7 @@
 //! SPEC §2: request bodies framed by `Content-Length` or
 //! `Transfer-Encoding: chunked`, the body size limit (413), ambiguous
 //! framing (400 and closed) and unsupported codings (501).
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -1,8 +1,7 @@
 //! SPEC §2: `Expect: 100-continue` is answered with `100 Continue` (curl
 //! waits up to a second without it); a request refused on its head gets
 //! its final status at once instead.
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;

@@ -1,6 +1,5 @@
 //! The seed's own demo: register {"token":"aaa","event":"topic1"}, push to aaa.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn seed_demo_flow_through_the_binary() {

@@ -1,8 +1,7 @@
 //! SPEC §1, `{"type": "unregister", "event": E}`: stops E on this
 //! connection only, keeps its other events, and the connection stays
 //! bound to its user.
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! gets exactly one reply echoing that id; failures become error replies
 //! with the close code the same failure gets without an id, and the
 //! connection stays open.
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -1,6 +1,5 @@
 //! The `wspush` binary's command line: help, version, env twins, bad input.
-mod common;
-use common::*;
+use crate::common::*;
 use std::process::Command;
 
 fn wspush(args: &[&str]) -> std::process::Output {

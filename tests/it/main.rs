@@ -1,0 +1,28 @@
+//! Integration tests: one behaviour per module, all through real sockets
+//! against an in-process server on 127.0.0.1:0 or the real binary.
+//!
+//! They are one test binary (not one per file) so a release build links
+//! once instead of once per file.
+
+mod common;
+
+mod binary_cli;
+mod http_bodies;
+mod http_curl;
+mod http_errors;
+mod http_expect_continue;
+mod http_keepalive_pipelining;
+mod http_timeouts;
+mod limits;
+mod metrics;
+mod push_fanout;
+mod seed_demo_flow;
+mod shutdown_signal;
+mod ws_close_codes;
+mod ws_drop;
+mod ws_envelope;
+mod ws_handle_api;
+mod ws_ids;
+mod ws_ping_and_close;
+mod ws_register;
+mod ws_unregister;
