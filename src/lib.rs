@@ -27,7 +27,9 @@ mod log;
 
 mod auth;
 mod binder;
-mod command;
+/// The client command parser; public for fuzz targets and property tests.
+#[doc(hidden)]
+pub mod command;
 pub mod config;
 mod conn;
 mod event_loop;
