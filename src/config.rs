@@ -6,7 +6,29 @@
 
 use crate::log::Level;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// A key or secret: printed as `<redacted>` by `Debug`, so it never reaches
+/// a log line or a panic message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 /// All settings of a server. `Config::default()` is what `wspush` runs with.
 #[derive(Debug, Clone)]
@@ -36,6 +58,14 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Log level.
     pub log_level: Level,
+    /// Bearer key for the push endpoints; none = loopback clients only.
+    pub push_key: Option<Secret>,
+    /// `token userId` table for connection auth (re-read on SIGHUP).
+    pub auth_tokens: Option<PathBuf>,
+    /// HS256 secret for JWT connection auth (`sub` = userId).
+    pub jwt_secret: Option<Secret>,
+    /// Origins allowed to open a WebSocket; none = any.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -53,6 +83,10 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             log_level: Level::Info,
+            push_key: None,
+            auth_tokens: None,
+            jwt_secret: None,
+            allowed_origins: None,
         }
     }
 }
@@ -114,6 +148,18 @@ impl Config {
         if self.request_timeout.is_zero() {
             return err("--request-timeout must be above 0".into());
         }
+        if self.auth_tokens.is_some() && self.jwt_secret.is_some() {
+            return err("choose one connection auth: --auth-tokens or --jwt-secret, not both".into());
+        }
+        if self.push_key.as_ref().is_some_and(|k| k.expose().is_empty()) {
+            return err("--push-key is empty".into());
+        }
+        if self.jwt_secret.as_ref().is_some_and(|k| k.expose().is_empty()) {
+            return err("--jwt-secret is empty".into());
+        }
+        if self.allowed_origins.as_ref().is_some_and(Vec::is_empty) {
+            return err("--allowed-origins lists no origin".into());
+        }
         Ok(())
     }
 }
@@ -121,7 +167,7 @@ impl Config {
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Cli {
-    Run(Config),
+    Run(Box<Config>),
     Help,
     Version,
 }
@@ -139,6 +185,23 @@ fn parse_count(v: &str) -> Result<usize, String> {
     v.trim()
         .parse::<usize>()
         .map_err(|_| format!("{v:?} is not a whole number"))
+}
+
+/// Reads a secret from a file, so it stays out of `ps` and shell history;
+/// one trailing newline (as editors write) is not part of it.
+pub fn read_secret_file(path: &str) -> Result<Secret, String> {
+    let s = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let s = s.strip_suffix('\n').unwrap_or(&s);
+    let s = s.strip_suffix('\r').unwrap_or(s);
+    Ok(Secret::new(s))
+}
+
+/// `https://a.example,https://b.example` → the list, trailing slashes dropped.
+fn parse_origins(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_string())
+        .filter(|o| !o.is_empty())
+        .collect()
 }
 
 /// Seconds, fractional allowed (`0.5`), as SPEC §4 says.
@@ -181,6 +244,66 @@ const FLAGS: &[Flag] = &[
         help: "push endpoint (default /push)",
         set: |c, v| {
             c.push_path = v.to_string();
+            Ok(())
+        },
+    },
+    Flag {
+        name: "push-key",
+        env: "WSPUSH_PUSH_KEY",
+        metavar: "KEY",
+        help: "require Authorization: Bearer KEY on /push, /broadcast, /drop, /metrics (default: none, loopback clients only)",
+        set: |c, v| {
+            c.push_key = Some(Secret::new(v));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "push-key-file",
+        env: "WSPUSH_PUSH_KEY_FILE",
+        metavar: "FILE",
+        help: "read the push key from FILE (keeps it out of ps)",
+        set: |c, v| {
+            c.push_key = Some(read_secret_file(v)?);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "auth-tokens",
+        env: "WSPUSH_AUTH_TOKENS",
+        metavar: "FILE",
+        help: "connection auth from a file of \"token userId\" lines; re-read on SIGHUP (default: userId = token)",
+        set: |c, v| {
+            c.auth_tokens = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "jwt-secret",
+        env: "WSPUSH_JWT_SECRET",
+        metavar: "SECRET",
+        help: "connection auth by HS256 JWT signed with SECRET; sub = userId, exp/nbf honoured",
+        set: |c, v| {
+            c.jwt_secret = Some(Secret::new(v));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "jwt-secret-file",
+        env: "WSPUSH_JWT_SECRET_FILE",
+        metavar: "FILE",
+        help: "read the JWT secret from FILE (keeps it out of ps)",
+        set: |c, v| {
+            c.jwt_secret = Some(read_secret_file(v)?);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "allowed-origins",
+        env: "WSPUSH_ALLOWED_ORIGINS",
+        metavar: "A,B",
+        help: "browser origins allowed to connect, comma-separated; others get 403 (default: any)",
+        set: |c, v| {
+            c.allowed_origins = Some(parse_origins(v));
             Ok(())
         },
     },
@@ -339,7 +462,7 @@ where
         (flag.set)(&mut cfg, &value).map_err(|e| ConfigError(format!("--{name}: {e}")))?;
     }
     cfg.validate()?;
-    Ok(Cli::Run(cfg))
+    Ok(Cli::Run(Box::new(cfg)))
 }
 
 #[cfg(test)]
@@ -352,7 +475,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Config, ConfigError> {
         match parse_cli(args.iter().copied(), no_env)? {
-            Cli::Run(c) => Ok(c),
+            Cli::Run(c) => Ok(*c),
             other => panic!("expected a config, got {other:?}"),
         }
     }
@@ -420,6 +543,43 @@ mod tests {
         let bad_env = |k: &str| (k == "WSPUSH_LOG").then(|| "loud".to_string());
         let e = parse_cli(Vec::<String>::new(), bad_env).unwrap_err();
         assert!(e.0.contains("WSPUSH_LOG"), "{e}");
+    }
+
+    #[test]
+    fn auth_flags() {
+        let dir = std::env::temp_dir();
+        let key = dir.join(format!("wspush-key-{}", std::process::id()));
+        std::fs::write(&key, "from-file\n").unwrap();
+        let c = run(&[
+            "--push-key-file",
+            key.to_str().unwrap(),
+            "--jwt-secret",
+            "s",
+            "--allowed-origins",
+            "https://a.example/, http://b.example:8080",
+        ])
+        .unwrap();
+        std::fs::remove_file(&key).unwrap();
+        assert_eq!(c.push_key, Some(Secret::new("from-file")));
+        assert_eq!(c.jwt_secret, Some(Secret::new("s")));
+        assert_eq!(
+            c.allowed_origins,
+            Some(vec![
+                "https://a.example".to_string(),
+                "http://b.example:8080".to_string()
+            ])
+        );
+        assert!(
+            !format!("{c:?}").contains("from-file"),
+            "secrets are redacted in Debug"
+        );
+        let e = run(&["--jwt-secret", "s", "--auth-tokens", "/tmp/t"]).unwrap_err();
+        assert!(e.0.contains("not both"), "{e}");
+        assert!(run(&["--push-key", ""]).is_err());
+        assert!(run(&["--push-key-file", "/nonexistent/key"])
+            .unwrap_err()
+            .0
+            .contains("/nonexistent/key"));
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! hold it and the rest of the loop at once. Closing happens in `finish`,
 //! and only there: it unbinds, updates the metrics and drops the socket.
 
-use crate::auth::{self, PushAuth, Request, TokenAuth, Verdict};
+use crate::auth::{self, ConnAuth, PushGuard, Request, Verdict};
 use crate::binder::{BindError, Binder};
 use crate::command::{self, Action};
 use crate::config::{Config, BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH};
@@ -73,8 +73,8 @@ pub(crate) enum Control {
 
 /// The pluggable parts, set through the builder.
 pub(crate) struct Hooks {
-    pub token_auth: TokenAuth,
-    pub push_auth: Option<PushAuth>,
+    pub auth: ConnAuth,
+    pub push: PushGuard,
     pub on_message: Option<OnMessage>,
 }
 
@@ -295,7 +295,15 @@ impl Loop {
 
     fn on_signals(&mut self, now: Instant) {
         let Some(signals) = &mut self.signals else { return };
-        if signals.pending().next().is_some() {
+        let mut stop = false;
+        for sig in signals.pending() {
+            if sig == signal_hook::consts::SIGHUP {
+                self.core.hooks.auth.reload();
+            } else {
+                stop = true;
+            }
+        }
+        if stop {
             info!("signal received, shutting down");
             self.begin_shutdown(now);
         }
@@ -553,7 +561,7 @@ impl Loop {
             _ => {}
         }
         let req = Request::new(head, peer);
-        match auth::check_push(self.core.hooks.push_auth.as_mut(), &req) {
+        match self.core.hooks.push.check(&req) {
             Verdict::Allow => Ok(route),
             Verdict::Unauthorized => {
                 self.core.metrics.auth_failures += 1;
@@ -609,6 +617,12 @@ impl Loop {
             Err(Refusal::Method) => method_not_allowed("GET", json),
             Err(Refusal::Version) => Response::error(426, "unsupported WebSocket version", json)
                 .with_header("Sec-WebSocket-Version", "13"),
+            Ok(_)
+                if !auth::origin_allowed(self.core.cfg.allowed_origins.as_deref(), head.header("Origin")) =>
+            {
+                self.core.metrics.auth_failures += 1;
+                Response::error(403, "origin not allowed", json)
+            }
             Ok(_) if self.core.shutting_down => {
                 Response::error(503, "server shutting down", json).with_header("Retry-After", "5")
             }
@@ -839,9 +853,7 @@ impl Core {
             }
         };
         let result = match cmd.action {
-            Action::Register { token, event } => match (self.hooks.token_auth)(&token)
-                .filter(|u| !u.is_empty())
-            {
+            Action::Register { token, event } => match self.hooks.auth.user_for(&token) {
                 None => {
                     self.metrics.auth_failures += 1;
                     Err((close::TOKEN_REJECTED, "token rejected"))

@@ -34,14 +34,17 @@ pub mod config;
 mod conn;
 mod event_loop;
 pub mod http;
+mod jwt;
 mod metrics;
 mod push;
 mod slab;
 mod timers;
+mod token_file;
 mod ws;
 
 pub use auth::Request;
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Secret};
+pub use jwt::{parse_ttl, sign as sign_jwt, unix_now};
 pub use log::Level;
 
 use event_loop::{Control, Hooks, Loop, LISTENER, SIGNALS, WAKER};
@@ -114,7 +117,9 @@ impl From<io::Error> for Error {
 /// Builds a [`Server`]: settings, auth hooks, message hook.
 pub struct Builder {
     config: Config,
-    hooks: Hooks,
+    token_auth: Option<auth::TokenAuth>,
+    push_auth: Option<auth::PushAuth>,
+    on_message: Option<OnMessage>,
     signals: bool,
 }
 
@@ -133,11 +138,9 @@ impl Builder {
                 log_level: Level::Warn,
                 ..Config::default()
             },
-            hooks: Hooks {
-                token_auth: auth::token_is_user(),
-                push_auth: None,
-                on_message: None,
-            },
+            token_auth: None,
+            push_auth: None,
+            on_message: None,
             signals: false,
         }
     }
@@ -170,15 +173,17 @@ impl Builder {
     }
 
     /// Connection auth: token → userId, `None` rejects (close 4401).
+    /// Replaces the token-file and JWT modes of the config (setting both is
+    /// an error at `bind`).
     pub fn auth(mut self, f: impl FnMut(&str) -> Option<String> + Send + 'static) -> Builder {
-        self.hooks.token_auth = Box::new(f);
+        self.token_auth = Some(Box::new(f));
         self
     }
 
     /// Push auth for `/push`, `/broadcast`, `/drop` and `/metrics`; `false`
     /// answers 401. Replaces the default loopback-only rule.
     pub fn push_auth(mut self, f: impl FnMut(&Request<'_>) -> bool + Send + 'static) -> Builder {
-        self.hooks.push_auth = Some(Box::new(f));
+        self.push_auth = Some(Box::new(f));
         self
     }
 
@@ -189,11 +194,12 @@ impl Builder {
         mut self,
         f: impl FnMut(Option<&str>, ClientMessage<'_>) -> Option<Reply> + Send + 'static,
     ) -> Builder {
-        self.hooks.on_message = Some(Box::new(f));
+        self.on_message = Some(Box::new(f));
         self
     }
 
-    /// Shut down gracefully on SIGINT and SIGTERM (the binary does this).
+    /// Shut down gracefully on SIGINT and SIGTERM, and re-read the token
+    /// file on SIGHUP (the binary does this).
     pub fn handle_signals(mut self, on: bool) -> Builder {
         self.signals = on;
         self
@@ -201,10 +207,27 @@ impl Builder {
 
     /// Checks the settings and binds the listening socket, so the real
     /// address is known (and connections queue) before [`Server::run`].
-    pub fn bind(self) -> Result<Server, Error> {
+    pub fn bind(mut self) -> Result<Server, Error> {
         self.config.validate().map_err(Error::Config)?;
         log::set_level(self.config.log_level);
+        let conn_auth = self.conn_auth()?;
+        let push_guard = match (self.push_auth.take(), &self.config.push_key) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(ConfigError(
+                    "a push-auth hook and a push key are both set; choose one".into(),
+                )))
+            }
+            (Some(f), None) => auth::PushGuard::Hook(f),
+            (None, Some(key)) => auth::PushGuard::Key(key.expose().as_bytes().to_vec()),
+            (None, None) => auth::PushGuard::LoopbackOnly,
+        };
         let addr = resolve(&self.config.listen)?;
+        if matches!(push_guard, auth::PushGuard::LoopbackOnly) && !addr.ip().is_loopback() {
+            warn!(
+                "listening on {addr} without a push key: push endpoints answer loopback clients only \
+                 (set --push-key to push from other hosts)"
+            );
+        }
         let mut listener = listen(addr)?;
         let poll = Poll::new()?;
         poll.registry()
@@ -214,6 +237,7 @@ impl Builder {
             let mut s = signal_hook_mio::v1_0::Signals::new([
                 signal_hook::consts::SIGINT,
                 signal_hook::consts::SIGTERM,
+                signal_hook::consts::SIGHUP,
             ])?;
             poll.registry().register(&mut s, SIGNALS, Interest::READABLE)?;
             Some(s)
@@ -231,8 +255,46 @@ impl Builder {
                 signals,
                 rx,
                 config: self.config,
-                hooks: self.hooks,
+                hooks: Hooks {
+                    auth: conn_auth,
+                    push: push_guard,
+                    on_message: self.on_message,
+                },
             },
+        })
+    }
+}
+
+impl Builder {
+    /// The one connection-auth mode in force: the library hook, the token
+    /// file (read now, so a bad file stops startup), JWT, or userId = token.
+    fn conn_auth(&mut self) -> Result<auth::ConnAuth, Error> {
+        let c = &self.config;
+        let modes = [
+            self.token_auth.is_some(),
+            c.auth_tokens.is_some(),
+            c.jwt_secret.is_some(),
+        ];
+        if modes.iter().filter(|m| **m).count() > 1 {
+            return Err(Error::Config(ConfigError(
+                "choose one connection auth: a hook, --auth-tokens or --jwt-secret".into(),
+            )));
+        }
+        Ok(if let Some(f) = self.token_auth.take() {
+            auth::ConnAuth::Hook(f)
+        } else if let Some(path) = &c.auth_tokens {
+            let table = token_file::load(path).map_err(|e| Error::Config(ConfigError(e)))?;
+            info!("connection auth: {} tokens from {}", table.len(), path.display());
+            auth::ConnAuth::TokenFile {
+                path: path.clone(),
+                table,
+            }
+        } else if let Some(secret) = &c.jwt_secret {
+            auth::ConnAuth::Jwt {
+                secret: secret.expose().as_bytes().to_vec(),
+            }
+        } else {
+            auth::ConnAuth::Hook(auth::token_is_user())
         })
     }
 }

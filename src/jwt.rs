@@ -1,0 +1,264 @@
+//! HS256 JSON Web Tokens: verify a client's token, mint one for `wspush token`.
+//!
+//! Only what a push server needs, and only the safe subset: the header must
+//! say `"alg": "HS256"` (so `none` and RS/ES tokens — the classic algorithm
+//! confusion attacks — are refused before any signature work), the HMAC is
+//! RustCrypto's and compared in constant time by `verify_slice`, `sub` is the
+//! userId, and `exp`/`nbf` are honoured with a small leeway for clock skew.
+
+use data_encoding::BASE64URL_NOPAD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+use std::fmt;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECS: i64 = 30;
+
+/// Why a token was refused (logged at debug; the client only sees 4401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtError {
+    Malformed,
+    Algorithm,
+    Signature,
+    Expired,
+    NotYetValid,
+    MissingSubject,
+}
+
+impl fmt::Display for JwtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JwtError::Malformed => "malformed token",
+            JwtError::Algorithm => "algorithm is not HS256",
+            JwtError::Signature => "bad signature",
+            JwtError::Expired => "token expired",
+            JwtError::NotYetValid => "token not yet valid",
+            JwtError::MissingSubject => "token has no sub",
+        })
+    }
+}
+
+fn decode_json(part: &str) -> Result<Map<String, Value>, JwtError> {
+    let bytes = BASE64URL_NOPAD
+        .decode(part.as_bytes())
+        .map_err(|_| JwtError::Malformed)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(JwtError::Malformed),
+    }
+}
+
+fn mac(secret: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this cannot fail.
+    HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+}
+
+/// A numeric claim: JWT times are seconds since the epoch, possibly fractional.
+fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, JwtError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .map(|f| Some(f as i64))
+            .ok_or(JwtError::Malformed),
+    }
+}
+
+/// Checks `token` against `secret` at `now` (Unix seconds); returns `sub`.
+pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<String, JwtError> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(JwtError::Malformed);
+    };
+    let header = decode_json(h)?;
+    if header.get("alg").and_then(Value::as_str) != Some("HS256") {
+        return Err(JwtError::Algorithm);
+    }
+    let sig = BASE64URL_NOPAD
+        .decode(s.as_bytes())
+        .map_err(|_| JwtError::Malformed)?;
+    let mut m = mac(secret);
+    m.update(h.as_bytes());
+    m.update(b".");
+    m.update(p.as_bytes());
+    m.verify_slice(&sig).map_err(|_| JwtError::Signature)?;
+    // Only a token we signed gets its claims read.
+    let claims = decode_json(p)?;
+    if let Some(exp) = time_claim(&claims, "exp")? {
+        if now > exp.saturating_add(LEEWAY_SECS) {
+            return Err(JwtError::Expired);
+        }
+    }
+    if let Some(nbf) = time_claim(&claims, "nbf")? {
+        if now.saturating_add(LEEWAY_SECS) < nbf {
+            return Err(JwtError::NotYetValid);
+        }
+    }
+    match claims.get("sub").and_then(Value::as_str) {
+        Some(sub) if !sub.is_empty() => Ok(sub.to_string()),
+        _ => Err(JwtError::MissingSubject),
+    }
+}
+
+/// Mints `{"sub": sub, "iat": now, "exp": now + ttl}` signed with `secret`.
+pub fn sign(sub: &str, secret: &[u8], now: i64, ttl_secs: i64) -> String {
+    let header = BASE64URL_NOPAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = serde_json::json!({ "sub": sub, "iat": now, "exp": now.saturating_add(ttl_secs) });
+    let payload = BASE64URL_NOPAD.encode(claims.to_string().as_bytes());
+    let signing_input = format!("{header}.{payload}");
+    let mut m = mac(secret);
+    m.update(signing_input.as_bytes());
+    let sig = BASE64URL_NOPAD.encode(&m.finalize().into_bytes());
+    format!("{signing_input}.{sig}")
+}
+
+/// Seconds since the Unix epoch, as JWT claims count them.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Parses a lifetime for `wspush token --ttl`: `90`, `90s`, `15m`, `1h`, `7d`.
+pub fn parse_ttl(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 1h or 7d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
+    };
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"test-secret";
+    const NOW: i64 = 1_700_000_000;
+
+    fn forge(header: &str, claims: &str, secret: &[u8]) -> String {
+        let h = BASE64URL_NOPAD.encode(header.as_bytes());
+        let p = BASE64URL_NOPAD.encode(claims.as_bytes());
+        let mut m = mac(secret);
+        m.update(format!("{h}.{p}").as_bytes());
+        format!("{h}.{p}.{}", BASE64URL_NOPAD.encode(&m.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn round_trip() {
+        let t = sign("alice", SECRET, NOW, 3600);
+        assert_eq!(verify(&t, SECRET, NOW), Ok("alice".into()));
+        assert_eq!(verify(&t, SECRET, NOW + 3600 + LEEWAY_SECS), Ok("alice".into()));
+        assert_eq!(
+            verify(&t, SECRET, NOW + 3601 + LEEWAY_SECS),
+            Err(JwtError::Expired)
+        );
+        assert_eq!(verify(&t, b"other", NOW), Err(JwtError::Signature));
+    }
+
+    /// Computed independently (Python: hmac.new(b"test-secret", signing_input,
+    /// hashlib.sha256), base64url without padding) for sub "alice", iat
+    /// 1700000000, exp 1700003600.
+    const VECTOR: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImlhdCI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ.4nOHfbK54qhAMXm0e6npitpHkibCYgn_iA9JRooiRlY";
+
+    #[test]
+    fn independent_vector() {
+        assert_eq!(verify(VECTOR, SECRET, NOW), Ok("alice".into()));
+    }
+
+    #[test]
+    fn refusals() {
+        let ok_claims = r#"{"sub":"a","exp":1700003600}"#;
+        let cases = [
+            (forge(r#"{"alg":"none"}"#, ok_claims, SECRET), JwtError::Algorithm),
+            (
+                forge(r#"{"alg":"RS256"}"#, ok_claims, SECRET),
+                JwtError::Algorithm,
+            ),
+            (
+                forge(r#"{"alg":"hs256"}"#, ok_claims, SECRET),
+                JwtError::Algorithm,
+            ),
+            (forge(r#"{"typ":"JWT"}"#, ok_claims, SECRET), JwtError::Algorithm),
+            (
+                forge(r#"{"alg":"HS256"}"#, r#"{"exp":1700003600}"#, SECRET),
+                JwtError::MissingSubject,
+            ),
+            (
+                forge(r#"{"alg":"HS256"}"#, r#"{"sub":""}"#, SECRET),
+                JwtError::MissingSubject,
+            ),
+            (
+                forge(r#"{"alg":"HS256"}"#, r#"{"sub":5}"#, SECRET),
+                JwtError::MissingSubject,
+            ),
+            (
+                forge(r#"{"alg":"HS256"}"#, r#"{"sub":"a","exp":1600000000}"#, SECRET),
+                JwtError::Expired,
+            ),
+            (
+                forge(r#"{"alg":"HS256"}"#, r#"{"sub":"a","nbf":1800000000}"#, SECRET),
+                JwtError::NotYetValid,
+            ),
+            (
+                forge(r#"{"alg":"HS256"}"#, r#"{"sub":"a","exp":"soon"}"#, SECRET),
+                JwtError::Malformed,
+            ),
+            (forge(r#"{"alg":"HS256"}"#, "[1]", SECRET), JwtError::Malformed),
+            (
+                forge(r#"{"alg":"HS256"}"#, ok_claims, b"wrong"),
+                JwtError::Signature,
+            ),
+        ];
+        for (token, want) in cases {
+            assert_eq!(verify(&token, SECRET, NOW), Err(want), "{token}");
+        }
+        // An unsigned `alg: none` token with an empty signature.
+        let h = BASE64URL_NOPAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let p = BASE64URL_NOPAD.encode(ok_claims.as_bytes());
+        assert_eq!(
+            verify(&format!("{h}.{p}."), SECRET, NOW),
+            Err(JwtError::Algorithm)
+        );
+        for junk in ["", "a", "a.b", "a.b.c.d", "!!.??.**", "e30.e30.", "e30.e30.e30"] {
+            assert!(verify(junk, SECRET, NOW).is_err(), "{junk}");
+        }
+    }
+
+    #[test]
+    fn nbf_leeway() {
+        let t = forge(
+            r#"{"alg":"HS256"}"#,
+            &format!(r#"{{"sub":"a","nbf":{}}}"#, NOW + 10),
+            SECRET,
+        );
+        assert_eq!(verify(&t, SECRET, NOW), Ok("a".into()));
+    }
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("90"), Ok(90));
+        assert_eq!(parse_ttl("15m"), Ok(900));
+        assert_eq!(parse_ttl("1h"), Ok(3600));
+        assert_eq!(parse_ttl("7d"), Ok(604_800));
+        for bad in ["", "h", "1y", "-5m", "0", "99999999999999999999d"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
+}
