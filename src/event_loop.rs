@@ -62,6 +62,8 @@ const ROUND_BUDGET: usize = 64;
 const MAX_PENDING_RESPONSE: usize = 64 * 1024;
 /// How long accepting pauses after the process ran out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one "out of descriptors" warning per this interval.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 /// How long shutdown waits for close handshakes and pending responses.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -100,6 +102,7 @@ pub(crate) struct Loop {
     conns: Slab<Conn>,
     core: Core,
     accept_paused_until: Option<Instant>,
+    accept_warned_at: Option<Instant>,
     shutdown_by: Option<Instant>,
     revisit: Vec<usize>,
     /// Reused buffer of push targets, so a push allocates nothing per send.
@@ -166,6 +169,7 @@ impl Loop {
                 shutting_down: false,
             },
             accept_paused_until: None,
+            accept_warned_at: None,
             shutdown_by: None,
             revisit: Vec::new(),
             targets: Vec::new(),
@@ -242,7 +246,10 @@ impl Loop {
                     // Out of descriptors (EMFILE/ENFILE) or memory: the
                     // pending connection stays in the backlog, so retrying
                     // now would spin. Wait for a close or a short timer.
-                    warn!("accept failed ({e}); pausing new connections");
+                    if self.accept_warned_at.is_none_or(|t| now >= t + ACCEPT_WARN_EVERY) {
+                        warn!("accept failed ({e}); pausing new connections until descriptors free up");
+                        self.accept_warned_at = Some(now);
+                    }
                     self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
                     return;
                 }

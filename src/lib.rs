@@ -222,6 +222,18 @@ impl Builder {
             (None, None) => auth::PushGuard::LoopbackOnly,
         };
         let addr = resolve(&self.config.listen)?;
+        if let Some(limit) = open_file_limit() {
+            // One descriptor per client, plus the listener, the poller and
+            // some room for push requests.
+            let need = self.config.max_connections as u64 + 64;
+            if need > limit {
+                warn!(
+                    "--max-connections {} needs about {need} file descriptors but the limit is {limit}: \
+                     raise `ulimit -n` or lower --max-connections (accepting pauses when descriptors run out)",
+                    self.config.max_connections
+                );
+            }
+        }
         if matches!(push_guard, auth::PushGuard::LoopbackOnly) && !addr.ip().is_loopback() {
             warn!(
                 "listening on {addr} without a push key: push endpoints answer loopback clients only \
@@ -297,6 +309,13 @@ impl Builder {
             auth::ConnAuth::Hook(auth::token_is_user())
         })
     }
+}
+
+/// The soft limit on open files, from /proc (Linux); `None` elsewhere.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 fn resolve(listen: &str) -> Result<SocketAddr, Error> {
