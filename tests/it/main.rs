@@ -16,6 +16,7 @@ mod http_timeouts;
 mod limits;
 mod metrics;
 mod push_fanout;
+mod resilience_close_grace;
 mod resilience_emfile;
 mod seed_demo_flow;
 mod shutdown_signal;
