@@ -21,33 +21,73 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Bytes read per `read()` call on an HTTP connection.
 const READ_CHUNK: usize = 4096;
 
-/// The socket plus bytes that must go out before anything else: HTTP
-/// responses, and the `101` answer ahead of the first WebSocket frame.
-/// tungstenite writes through this, so frames queue behind the handshake.
+/// The socket and its one outbound queue.
+///
+/// Everything a connection sends — HTTP responses, the `101`, pushed
+/// frames, command replies, and tungstenite's control frames — goes
+/// through `out` in order, so bytes of two frames can never interleave. A
+/// frame is written straight from the caller's buffer when nothing is
+/// queued (a push's frame is encoded once and shared by all receivers);
+/// only what the socket does not take is copied into `out`, and `out` is
+/// released once drained, so a burst does not pin memory for the
+/// connection's life.
 pub struct Stream {
     pub tcp: TcpStream,
     pub out: Vec<u8>,
+    /// Queue size above which tungstenite's own writes (pongs, close
+    /// frames) are refused with `WouldBlock`, so a peer that pings without
+    /// reading cannot grow the queue; tungstenite then keeps one pending.
+    pub limit: usize,
 }
 
 impl Stream {
+    pub fn new(tcp: TcpStream, limit: usize) -> Stream {
+        Stream {
+            tcp,
+            out: Vec::new(),
+            limit,
+        }
+    }
+
     /// Writes as much of `out` as the socket takes. `Ok(true)` when empty.
     pub fn flush_out(&mut self) -> io::Result<bool> {
-        while !self.out.is_empty() {
-            match self.tcp.write(&self.out) {
+        let mut written = 0;
+        while written < self.out.len() {
+            match self.tcp.write(&self.out[written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        // A long response must not pin its buffer for the connection's life.
-        if self.out.capacity() > 16 * 1024 {
+        if written == self.out.len() {
             self.out = Vec::new();
+            return Ok(true);
         }
-        Ok(true)
+        self.out.drain(..written);
+        Ok(false)
+    }
+
+    /// Sends one complete frame (or response): directly when the queue is
+    /// empty, else behind it; what the socket does not take is queued.
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.out.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let mut written = 0;
+        while written < bytes.len() {
+            match self.tcp.write(&bytes[written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.extend_from_slice(&bytes[written..]);
+        Ok(())
     }
 }
 
@@ -57,16 +97,20 @@ impl Read for Stream {
     }
 }
 
+/// tungstenite writes through this. A write is taken whole or refused
+/// whole (`WouldBlock`), never in part: tungstenite then holds no
+/// half-written frame that a pushed frame could cut into.
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !self.flush_out()? {
+        if !self.out.is_empty() && !self.flush_out()? && self.out.len() + buf.len() > self.limit {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        self.tcp.write(buf)
+        self.send(buf)?;
+        Ok(buf.len())
     }
 
-    /// tungstenite's `flush()` ends here: the queued prefix (the `101`)
-    /// must leave even when no frame is pending behind it.
+    /// tungstenite's `flush()` ends here: queued bytes (the `101` among
+    /// them) must leave even when no frame is pending behind them.
     fn flush(&mut self) -> io::Result<()> {
         if self.flush_out()? {
             Ok(())

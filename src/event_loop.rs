@@ -262,7 +262,7 @@ impl Loop {
         let _ = tcp.set_nodelay(true);
         self.core.next_serial += 1;
         let conn = Conn {
-            stream: Stream { tcp, out: Vec::new() },
+            stream: Stream::new(tcp, self.core.cfg.max_backlog_bytes),
             peer,
             serial: self.core.next_serial,
             armed: None,
@@ -386,6 +386,9 @@ impl Loop {
         }
         self.core.metrics.sockets -= 1;
         debug!("connection {id} from {} closed", conn.peer);
+        // Last words (a close reply, a final response) if the socket takes them.
+        let mut conn = conn;
+        let _ = conn.stream.flush_out();
         drop(conn);
         self.conns.release(id);
         // A descriptor came free: resume accepting if we had to pause.
@@ -697,11 +700,12 @@ impl Loop {
                 continue;
             };
             let State::Ws(ws) = &mut conn.state else { continue };
-            let text = payload.text(ws.envelope);
-            let len = text.len() as u64;
-            if self.core.send(id, ws, &mut conn.stream, Message::Text(text), now) {
+            if self
+                .core
+                .send_frame(id, ws, &mut conn.stream, payload.frame(ws.envelope), now)
+            {
                 sent += 1;
-                self.core.metrics.bytes_out += len;
+                self.core.metrics.bytes_out += payload.payload_len(ws.envelope) as u64;
             } else {
                 self.core.arm(id, conn);
             }
@@ -827,7 +831,7 @@ impl Core {
                     }
                     if ws.next_ping.is_some_and(|t| t <= now) {
                         ws.next_ping = Some(now + self.cfg.ping_interval);
-                        self.send(id, ws, &mut conn.stream, Message::Ping(Default::default()), now);
+                        self.send_ping(id, ws, &mut conn.stream, now);
                     }
                     true
                 }
@@ -881,7 +885,13 @@ impl Core {
         };
         match (result, cmd.id) {
             (Ok(()), Some(rid)) => {
-                self.send(id, ws, stream, Message::text(command::ok_reply(&rid)), now);
+                self.send_frame(
+                    id,
+                    ws,
+                    stream,
+                    &ws::data_frame(true, command::ok_reply(&rid).as_bytes()),
+                    now,
+                );
             }
             (Ok(()), None) => {}
             (Err((code, reason)), rid) => self.refuse(id, ws, stream, rid, code, reason, now),
@@ -902,11 +912,11 @@ impl Core {
         if let Some(hook) = &mut self.hooks.on_message {
             let user = self.binder.user_of(id);
             if let Some(reply) = hook(user, msg) {
-                let msg = match reply {
-                    Reply::Text(t) => Message::text(t),
-                    Reply::Binary(b) => Message::binary(b),
+                let frame = match reply {
+                    Reply::Text(t) => ws::data_frame(true, t.as_bytes()),
+                    Reply::Binary(b) => ws::data_frame(false, &b),
                 };
-                self.send(id, ws, stream, msg, now);
+                self.send_frame(id, ws, stream, &frame, now);
             }
             return;
         }
@@ -928,35 +938,48 @@ impl Core {
     ) {
         match rid {
             Some(rid) => {
-                self.send(
-                    id,
-                    ws,
-                    stream,
-                    Message::text(command::error_reply(&rid, code, reason)),
-                    now,
-                );
+                let reply = command::error_reply(&rid, code, reason);
+                self.send_frame(id, ws, stream, &ws::data_frame(true, reply.as_bytes()), now);
             }
             None => self.close_ws(id, ws, stream, code, reason, now),
         }
     }
 
-    /// Queues one message; false when the connection cannot take it (it is
-    /// then closing: 4008 for a full backlog, dropped for a dead socket).
-    fn send(&mut self, id: usize, ws: &mut Ws, stream: &mut Stream, msg: Message, now: Instant) -> bool {
-        match ws.ctx.write(stream, msg) {
+    /// Sends one encoded data frame; false when the connection cannot take
+    /// it (it is then closing: 4008 when the frame would push its queue over
+    /// the backlog limit, dropped when the socket is dead).
+    fn send_frame(
+        &mut self,
+        id: usize,
+        ws: &mut Ws,
+        stream: &mut Stream,
+        frame: &[u8],
+        now: Instant,
+    ) -> bool {
+        if stream.out.len() + frame.len() > self.cfg.max_backlog_bytes {
+            self.metrics.slow_consumer_drops += 1;
+            info!("closing slow consumer {id}");
+            self.close_ws(id, ws, stream, close::SLOW_CONSUMER, "slow consumer", now);
+            return false;
+        }
+        match stream.send(frame) {
             Ok(()) => true,
-            // The frame is queued; it goes out on the next writable edge.
-            Err(e) if would_block(&e) => true,
-            Err(tungstenite::Error::WriteBufferFull(_)) => {
-                self.metrics.slow_consumer_drops += 1;
-                info!("closing slow consumer {id}");
-                self.close_ws(id, ws, stream, close::SLOW_CONSUMER, "slow consumer", now);
-                false
-            }
             Err(_) => {
                 self.leave_open(id, ws, now, true);
                 false
             }
+        }
+    }
+
+    /// A server ping, through tungstenite (control frames are its business).
+    fn send_ping(&mut self, id: usize, ws: &mut Ws, stream: &mut Stream, now: Instant) {
+        match ws.ctx.write(stream, Message::Ping(Default::default())) {
+            Ok(()) => {}
+            // Queued, or skipped behind a full queue: the silence check
+            // still drops a peer that never answers.
+            Err(e) if would_block(&e) => {}
+            Err(tungstenite::Error::WriteBufferFull(_)) => {}
+            Err(_) => self.leave_open(id, ws, now, true),
         }
     }
 

@@ -5,10 +5,10 @@
 //! reason; the loop never sees unchecked JSON.
 
 use crate::command::field;
+use crate::ws;
 use serde_json::Value;
 use std::cell::OnceCell;
 use std::collections::HashSet;
-use tungstenite::protocol::frame::Utf8Bytes;
 
 /// Which push endpoint a body was posted to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,42 +108,64 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<PushRequest, String> {
     })
 }
 
-/// A pushed message encoded once and shared by every receiving connection:
-/// cloning a `Utf8Bytes` is a reference-count bump, not a copy.
+/// A pushed message framed once and shared by every receiving connection:
+/// each receiver gets the same bytes, written straight from this buffer.
 pub struct Payload<'a> {
     event: &'a str,
     message: &'a Value,
-    raw: Utf8Bytes,
-    envelope: OnceCell<Utf8Bytes>,
+    /// Length of the raw message text (for the bytes-out counter).
+    raw_len: usize,
+    raw: Vec<u8>,
+    envelope: OnceCell<Vec<u8>>,
 }
 
 impl<'a> Payload<'a> {
     pub fn new(event: &'a str, message: &'a Value) -> Payload<'a> {
-        let raw = match message {
+        let text = match message {
             // A string is sent byte for byte, as the seed did.
-            Value::String(s) => Utf8Bytes::from(s.as_str()),
-            other => Utf8Bytes::from(other.to_string()),
+            Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+            other => std::borrow::Cow::Owned(other.to_string()),
         };
         Payload {
             event,
             message,
-            raw,
+            raw_len: text.len(),
+            raw: ws::data_frame(true, text.as_bytes()),
             envelope: OnceCell::new(),
         }
     }
 
-    /// The frame text for one connection; the envelope form is built on
+    /// The encoded frame for one connection; the envelope form is built on
     /// first use only, so pushes with no envelope clients never pay for it.
-    pub fn text(&self, envelope: bool) -> Utf8Bytes {
+    pub fn frame(&self, envelope: bool) -> &[u8] {
         if !envelope {
-            return self.raw.clone();
+            return &self.raw;
         }
-        self.envelope
-            .get_or_init(|| {
-                let s = serde_json::json!({ "event": self.event, "message": self.message }).to_string();
-                Utf8Bytes::from(s)
-            })
-            .clone()
+        self.envelope.get_or_init(|| {
+            let s = serde_json::json!({ "event": self.event, "message": self.message }).to_string();
+            ws::data_frame(true, s.as_bytes())
+        })
+    }
+
+    /// Payload bytes of the frame `frame(envelope)` returns.
+    pub fn payload_len(&self, envelope: bool) -> usize {
+        if envelope {
+            let f = self.frame(true);
+            f.len() - header_len(f.len())
+        } else {
+            self.raw_len
+        }
+    }
+}
+
+/// Header size of a server frame of total length `total`.
+fn header_len(total: usize) -> usize {
+    if total < 2 + 126 {
+        2
+    } else if total <= 4 + usize::from(u16::MAX) {
+        4
+    } else {
+        10
     }
 }
 
@@ -256,18 +278,30 @@ mod tests {
         assert!(parse(Endpoint::Drop, br#"{}"#).is_err());
     }
 
+    /// Decodes one of our server frames back to its text.
+    fn text_of(frame: &[u8]) -> String {
+        let mut sock = tungstenite::protocol::frame::FrameSocket::new(std::io::Cursor::new(frame.to_vec()));
+        let f = sock.read(None).unwrap().expect("a frame");
+        String::from_utf8(f.payload().to_vec()).unwrap()
+    }
+
     #[test]
     fn payload_text_and_envelope() {
         let m = json!("a \"quoted\" é");
         let p = Payload::new("ev", &m);
-        assert_eq!(p.text(false).as_str(), "a \"quoted\" é");
-        let env: Value = serde_json::from_str(p.text(true).as_str()).unwrap();
+        assert_eq!(text_of(p.frame(false)), "a \"quoted\" é");
+        assert_eq!(p.payload_len(false), "a \"quoted\" é".len());
+        let env: Value = serde_json::from_str(&text_of(p.frame(true))).unwrap();
         assert_eq!(env, json!({"event": "ev", "message": "a \"quoted\" é"}));
+        assert_eq!(p.payload_len(true), text_of(p.frame(true)).len());
         let m = json!({"b": 1, "a": [true, 2.5]});
         let p = Payload::new("ev", &m);
-        let back: Value = serde_json::from_str(p.text(false).as_str()).unwrap();
+        let back: Value = serde_json::from_str(&text_of(p.frame(false))).unwrap();
         assert_eq!(back, m);
-        assert!(!p.text(false).as_str().contains(' '));
+        assert!(!text_of(p.frame(false)).contains(' '));
+        let big = json!("x".repeat(70_000));
+        let p = Payload::new("ev", &big);
+        assert_eq!(p.payload_len(true), text_of(p.frame(true)).len());
     }
 
     #[test]

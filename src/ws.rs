@@ -106,6 +106,28 @@ pub fn session_config(cfg: &Config) -> WebSocketConfig {
         .max_frame_size(Some(cfg.max_message_bytes))
 }
 
+/// Encodes one unfragmented server frame (servers never mask).
+///
+/// Pushed messages are encoded here once per push and the same bytes go to
+/// every receiver, instead of tungstenite re-encoding (and copying) the
+/// frame into a buffer per connection.
+pub fn data_frame(text: bool, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = Vec::with_capacity(len + 10);
+    f.push(if text { 0x81 } else { 0x82 });
+    if len < 126 {
+        f.push(len as u8);
+    } else if len <= usize::from(u16::MAX) {
+        f.push(126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        f.push(127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    f.extend_from_slice(payload);
+    f
+}
+
 /// What to do with a connection after a session error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -186,6 +208,26 @@ mod tests {
         assert!(!envelope_requested(""));
         assert!(!envelope_requested("envelope=0"));
         assert!(!envelope_requested("envelopes=1"));
+    }
+
+    /// Our encoding must read back through tungstenite as the same message,
+    /// for each of the three length forms.
+    #[test]
+    fn data_frames_decode_with_tungstenite() {
+        use std::io::Cursor;
+        use tungstenite::protocol::frame::FrameSocket;
+        for len in [0usize, 1, 125, 126, 65_535, 65_536, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            for text in [true, false] {
+                let bytes = data_frame(text, &payload);
+                let mut sock = FrameSocket::new(Cursor::new(bytes));
+                let frame = sock.read(None).unwrap().expect("one frame");
+                assert!(frame.header().is_final);
+                assert_eq!(frame.payload(), payload.as_slice(), "len {len}");
+                let op = u8::from(frame.header().opcode);
+                assert_eq!(op, if text { 1 } else { 2 });
+            }
+        }
     }
 
     #[test]

@@ -18,11 +18,9 @@ fn masked_text(payload: &str) -> Vec<u8> {
 fn unanswered_close_is_dropped_after_the_grace_period() {
     let server = start();
     let (mut s, _r) = raw_conn(server.addr);
-    let mut req = format!(
-        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    let mut req = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .into_bytes();
+        .to_vec();
     req.extend(masked_text(r#"{"token":"mute","event":"e","id":1}"#));
     s.write_all(&req).unwrap();
     eventually("registered", || {
