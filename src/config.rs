@@ -66,6 +66,8 @@ pub struct Config {
     pub jwt_secret: Option<Secret>,
     /// Origins allowed to open a WebSocket; none = any.
     pub allowed_origins: Option<Vec<String>>,
+    /// Serve the demo page at `/` and the browser client at `/wspush.js`.
+    pub demo: bool,
 }
 
 impl Default for Config {
@@ -87,6 +89,7 @@ impl Default for Config {
             auth_tokens: None,
             jwt_secret: None,
             allowed_origins: None,
+            demo: true,
         }
     }
 }
@@ -202,6 +205,16 @@ fn parse_origins(v: &str) -> Vec<String> {
         .map(|o| o.trim().trim_end_matches('/').to_string())
         .filter(|o| !o.is_empty())
         .collect()
+}
+
+/// A switch's value from the environment: `1`, `true`, `yes` or `on` (and
+/// their opposites). On the command line a switch takes no value.
+fn parse_switch(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("{v:?} is not a switch value (1/0, true/false)")),
+    }
 }
 
 /// Seconds, fractional allowed (`0.5`), as SPEC §4 says.
@@ -388,6 +401,16 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "no-demo",
+        env: "WSPUSH_NO_DEMO",
+        metavar: "",
+        help: "do not serve the demo page (/) and the browser client (/wspush.js, /wspush.mjs)",
+        set: |c, v| {
+            c.demo = !parse_switch(v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "log-level",
         env: "WSPUSH_LOG",
         metavar: "LEVEL",
@@ -408,7 +431,7 @@ pub fn help() -> String {
          Usage: wspush [OPTIONS]\n\nOptions (each also read from the environment variable shown):\n",
     );
     for f in FLAGS {
-        let left = format!("  --{} {}", f.name, f.metavar);
+        let left = format!("  --{} {}", f.name, f.metavar).trim_end().to_string();
         s.push_str(&format!("{left:<30} {}\n{:<30} [env: {}]\n", f.help, "", f.env));
     }
     s.push_str(&format!(
@@ -455,6 +478,7 @@ where
             .ok_or_else(|| ConfigError(format!("unknown option --{name} (see --help)")))?;
         let value = match inline {
             Some(v) => v,
+            None if flag.metavar.is_empty() => "1".to_string(),
             None => args
                 .next()
                 .ok_or_else(|| ConfigError(format!("--{name} needs a value ({})", flag.metavar)))?,
@@ -543,6 +567,21 @@ mod tests {
         let bad_env = |k: &str| (k == "WSPUSH_LOG").then(|| "loud".to_string());
         let e = parse_cli(Vec::<String>::new(), bad_env).unwrap_err();
         assert!(e.0.contains("WSPUSH_LOG"), "{e}");
+    }
+
+    #[test]
+    fn switches_take_no_value() {
+        assert!(run(&[]).unwrap().demo);
+        let c = run(&["--no-demo", "--max-events", "2"]).unwrap();
+        assert!(!c.demo);
+        assert_eq!(c.max_events, 2);
+        let env = |k: &str| (k == "WSPUSH_NO_DEMO").then(|| "true".to_string());
+        let Cli::Run(c) = parse_cli(Vec::<String>::new(), env).unwrap() else {
+            panic!()
+        };
+        assert!(!c.demo);
+        let env = |k: &str| (k == "WSPUSH_NO_DEMO").then(|| "maybe".to_string());
+        assert!(parse_cli(Vec::<String>::new(), env).is_err());
     }
 
     #[test]

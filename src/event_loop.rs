@@ -35,6 +35,7 @@ use crate::http::response::{Response, CONTINUE};
 use crate::metrics::{Gauges, Metrics};
 use crate::push::{self, Endpoint, Payload, PushRequest};
 use crate::slab::Slab;
+use crate::static_files::{self, StaticFile};
 use crate::timers::Timers;
 use crate::ws::{self, close, Failure, Refusal};
 use crate::{ClientMessage, OnMessage, Reply};
@@ -90,6 +91,7 @@ struct Core {
     metrics: Metrics,
     timers: Timers,
     hooks: Hooks,
+    statics: Vec<StaticFile>,
     next_serial: u64,
     shutting_down: bool,
 }
@@ -118,6 +120,8 @@ enum Outcome {
 /// Where a request is going, once its head is known.
 enum Route {
     Upgrade,
+    /// An embedded file (index into `Core::statics`).
+    Static(usize),
     Push(Endpoint),
     Health,
     Metrics,
@@ -165,6 +169,7 @@ impl Loop {
                 metrics: Metrics::default(),
                 timers: Timers::new(),
                 hooks,
+                statics: static_files::files(),
                 next_serial: 0,
                 shutting_down: false,
             },
@@ -560,14 +565,18 @@ impl Loop {
             Route::Health
         } else if path == METRICS_PATH {
             Route::Metrics
+        } else if let Some(i) = self.core.statics.iter().position(|f| cfg.demo && f.path == path) {
+            Route::Static(i)
         } else {
             return Err(Response::error(404, "404 page not found", json));
         };
         let get = matches!(head.method.as_str(), "GET" | "HEAD");
         match route {
             Route::Push(_) if head.method != "POST" => return Err(method_not_allowed("POST", json)),
-            Route::Health | Route::Metrics if !get => return Err(method_not_allowed("GET, HEAD", json)),
-            Route::Health => return Ok(route),
+            Route::Health | Route::Metrics | Route::Static(_) if !get => {
+                return Err(method_not_allowed("GET, HEAD", json))
+            }
+            Route::Health | Route::Static(_) => return Ok(route),
             _ => {}
         }
         let req = Request::new(head, peer);
@@ -589,6 +598,7 @@ impl Loop {
         };
         let resp = match route {
             Route::Upgrade => return self.check_upgrade(head, json),
+            Route::Static(i) => static_files::respond(&self.core.statics[i], head),
             Route::Health if json => Response::json(200, r#"{"status":"ok"}"#),
             Route::Health => Response::text(200, "ok"),
             Route::Metrics => {

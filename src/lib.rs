@@ -38,6 +38,7 @@ mod jwt;
 mod metrics;
 mod push;
 mod slab;
+mod static_files;
 mod timers;
 mod token_file;
 mod ws;

@@ -20,6 +20,7 @@ mod resilience_close_grace;
 mod resilience_emfile;
 mod seed_demo_flow;
 mod shutdown_signal;
+mod static_files;
 mod ws_close_codes;
 mod ws_drop;
 mod ws_envelope;

@@ -1,0 +1,658 @@
+// Unit tests of the wspush browser client's state machine, against a fake
+// WebSocket and a fake clock. Run: node --test --experimental-websocket web/test/
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import vm from "node:vm";
+import { connect } from "../wspush.mjs";
+
+const SRC_PATH = new URL("../wspush.js", import.meta.url);
+
+class FakeWS {
+  constructor(url) {
+    this.url = url;
+    this.sent = [];
+    this.closedWith = null;
+    this.constructor.all.push(this);
+  }
+  send(text) {
+    this.sent.push(JSON.parse(text));
+  }
+  close(code) {
+    this.closedWith = code;
+    // A real socket reports its own close later; the client must ignore it.
+    queueMicrotask(() => this.onclose && this.onclose({ code: 1005, reason: "" }));
+  }
+  // Test side: play the server.
+  open() {
+    this.onopen({});
+  }
+  recv(value) {
+    this.onmessage({ data: typeof value == "string" ? value : JSON.stringify(value) });
+  }
+  error() {
+    this.onerror({});
+  }
+  serverClose(code, reason = "") {
+    this.onclose({ code, reason });
+  }
+  reply(cmd, ok = true, code, error) {
+    this.recv(ok ? { id: cmd.id, ok: true } : { id: cmd.id, ok: false, code, error });
+  }
+  replyAll() {
+    for (const cmd of this.sent.splice(0)) this.reply(cmd);
+  }
+}
+
+// Fake timers and time: advance() runs due timers in order.
+function fakeClock() {
+  let t = 0,
+    next = 0;
+  const timers = new Map();
+  return {
+    now: () => t,
+    setTimeout(fn, ms) {
+      timers.set(++next, { fn, at: t + ms, ms });
+      return next;
+    },
+    clearTimeout(id) {
+      timers.delete(id);
+    },
+    pending: () => [...timers.values()],
+    async advance(ms) {
+      const end = t + ms;
+      for (;;) {
+        const due = [...timers.entries()].filter(([, x]) => x.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+        if (!due) break;
+        timers.delete(due[0]);
+        t = due[1].at;
+        due[1].fn();
+        await settle();
+      }
+      t = end;
+      await settle();
+    },
+  };
+}
+
+// Let promise callbacks (token resolution, socket creation) run.
+const settle = () => new Promise((r) => setImmediate(r));
+
+function setup(opts = {}, url = "ws://h/ws") {
+  const WS = class extends FakeWS {};
+  WS.all = [];
+  const clock = fakeClock();
+  const states = [];
+  const c = connect(url, {
+    token: "tok",
+    _WebSocket: WS,
+    _setTimeout: clock.setTimeout,
+    _clearTimeout: clock.clearTimeout,
+    _now: clock.now,
+    _random: () => 1,
+    onstatechange: (s, info) => states.push([s, info]),
+    ...opts,
+  });
+  const last = () => WS.all[WS.all.length - 1];
+  return { c, clock, states, last, sockets: WS.all };
+}
+
+// Outcome of a promise without waiting for it: "pending", "ok" or the error.
+function watch(p) {
+  const w = { v: "pending" };
+  p.then(
+    () => (w.v = "ok"),
+    (e) => (w.v = e),
+  );
+  return w;
+}
+
+// --- loading: classic script, ES module, CommonJS -------------------------
+
+test("wspush.js runs as a classic script and defines the global wspush", () => {
+  const src = readFileSync(SRC_PATH, "utf8");
+  const ctx = vm.createContext({ setTimeout, clearTimeout });
+  vm.runInContext(src, ctx, { filename: "wspush.js" });
+  assert.equal(typeof ctx.wspush.connect, "function");
+  assert.equal(vm.runInContext("typeof connect", ctx), "undefined", "no other globals");
+});
+
+test("wspush.js evaluates as an ES module body, and wspush.mjs exports connect", async () => {
+  const src = readFileSync(SRC_PATH, "utf8");
+  delete globalThis.wspush;
+  await import("data:text/javascript," + encodeURIComponent(src));
+  assert.equal(typeof globalThis.wspush.connect, "function");
+  const mod = await import("../wspush.mjs");
+  assert.deepEqual(Object.keys(mod), ["connect"]);
+  assert.equal(typeof mod.connect, "function");
+});
+
+test("wspush.js works through require() and named import of CommonJS", async () => {
+  const require = createRequire(import.meta.url);
+  assert.equal(typeof require("../wspush.js").connect, "function");
+  const { connect: c2 } = await import("../wspush.js");
+  assert.equal(typeof c2, "function");
+});
+
+test("connect throws when there is no WebSocket", () => {
+  const ctx = vm.createContext({ setTimeout, clearTimeout });
+  vm.runInContext(readFileSync(SRC_PATH, "utf8"), ctx);
+  assert.throws(() => ctx.wspush.connect("ws://h/ws", {}), /no WebSocket/);
+});
+
+// --- URL --------------------------------------------------------------------
+
+test("envelope=1 is added to the URL, respecting an existing query", async () => {
+  const cases = [
+    ["ws://h/ws", "ws://h/ws?envelope=1"],
+    ["ws://h/ws?a=1", "ws://h/ws?a=1&envelope=1"],
+    ["ws://h/ws?", "ws://h/ws?envelope=1"],
+    ["ws://h/ws?a=1&", "ws://h/ws?a=1&envelope=1"],
+    ["wss://h:8/p/ws?envelope=1", "wss://h:8/p/ws?envelope=1"],
+    ["ws://h/ws?x=2&envelope=1&y=3", "ws://h/ws?x=2&envelope=1&y=3"],
+    ["ws://h/ws#f", "ws://h/ws?envelope=1#f"],
+  ];
+  for (const [url, want] of cases) {
+    const { last } = setup({}, url);
+    await settle();
+    assert.equal(last().url, want, url);
+  }
+  const { last } = setup({ envelope: false }, "ws://h/ws?a=1");
+  await settle();
+  assert.equal(last().url, "ws://h/ws?a=1", "envelope: false leaves the URL alone");
+});
+
+// --- states, registering, replies ------------------------------------------
+
+test("state goes connecting -> open; subscribes made before open are sent on open", async () => {
+  const { c, states, last } = setup();
+  assert.equal(c.state, "connecting");
+  const a = watch(c.subscribe("a", () => {}));
+  const b = watch(c.subscribe("b", () => {}));
+  await settle();
+  assert.equal(last().sent.length, 0);
+  last().open();
+  assert.equal(c.state, "open");
+  assert.deepEqual(states, [["open", undefined]]);
+  assert.deepEqual(last().sent, [
+    { token: "tok", event: "a", id: 1 },
+    { token: "tok", event: "b", id: 2 },
+  ]);
+  last().replyAll();
+  await settle();
+  assert.equal(a.v, "ok");
+  assert.equal(b.v, "ok");
+});
+
+test("subscribe and unsubscribe settle by the id of the server's reply", async () => {
+  const { c, last } = setup();
+  await settle();
+  last().open();
+  const a = watch(c.subscribe("a", () => {}));
+  const b = watch(c.subscribe("b", () => {}));
+  const [ra, rb] = last().sent;
+  assert.deepEqual(ra, { token: "tok", event: "a", id: 1 });
+  last().reply(rb); // out of order
+  await settle();
+  assert.equal(b.v, "ok");
+  assert.equal(a.v, "pending");
+  last().reply(ra, false, 4429, "too many events");
+  await settle();
+  assert.ok(a.v instanceof Error);
+  assert.equal(a.v.code, 4429);
+  assert.equal(a.v.message, "too many events");
+
+  last().sent.length = 0;
+  const u = watch(c.unsubscribe("b"));
+  assert.deepEqual(last().sent, [{ type: "unregister", event: "b", id: 3 }]);
+  last().recv({ id: 99, ok: true }); // someone else's id: ignored
+  await settle();
+  assert.equal(u.v, "pending");
+  last().replyAll();
+  await settle();
+  assert.equal(u.v, "ok");
+
+  const bad = watch(c.unsubscribe(""));
+  last().reply(last().sent.pop(), false, 4400, "missing event");
+  await settle();
+  assert.equal(bad.v.code, 4400);
+});
+
+test("a refused subscription is forgotten: not dispatched, not re-registered", async () => {
+  const { c, clock, last } = setup();
+  await settle();
+  last().open();
+  const got = [];
+  c.subscribe("a", (m) => got.push(m)).catch(() => {})
+  c.subscribe("b", (m) => got.push(m)).catch(() => {});
+  const [ra, rb] = last().sent;
+  last().reply(ra, false, 4429, "too many");
+  last().reply(rb);
+  last().recv({ event: "a", message: "x" });
+  last().recv({ event: "b", message: "y" });
+  assert.deepEqual(got, ["y"]);
+  last().serverClose(4000);
+  await clock.advance(1000);
+  last().open();
+  assert.deepEqual(
+    last().sent.map((x) => x.event),
+    ["b"],
+  );
+});
+
+test("unsubscribe stops the handler at once and resolves locally when not connected", async () => {
+  const { c, last } = setup();
+  await settle();
+  const got = [];
+  const early = watch(c.subscribe("a", (m) => got.push(m)));
+  const u = watch(c.unsubscribe("a"));
+  await settle();
+  assert.equal(u.v, "ok", "nothing to undo on the server yet");
+  assert.equal(early.v.code, 0, "the unsent subscribe is cancelled");
+  last().open();
+  assert.deepEqual(last().sent, [], "not registered");
+
+  c.subscribe("b", (m) => got.push(m)).catch(() => {});
+  last().replyAll();
+  c.unsubscribe("b");
+  last().recv({ event: "b", message: "in flight" });
+  assert.deepEqual(got, []);
+});
+
+// --- dispatch -------------------------------------------------------------
+
+test("envelope mode hands each push to its event's handler, with parsed values", async () => {
+  const { c, last } = setup();
+  await settle();
+  last().open();
+  const got = [];
+  c.subscribe("a", (m, e) => got.push(["A", m, e])).catch(() => {});
+  c.subscribe("b", (m, e) => got.push(["B", m, e])).catch(() => {});
+  last().replyAll();
+  last().recv({ event: "a", message: "hi" });
+  last().recv({ event: "b", message: { n: 1 } });
+  last().recv({ event: "b", message: [1, "2"] });
+  last().recv({ event: "a", message: 42 });
+  last().recv({ event: "zzz", message: "not subscribed" });
+  last().recv("not json");
+  last().recv({ id: 1, ok: true }); // stale reply
+  assert.deepEqual(got, [
+    ["A", "hi", "a"],
+    ["B", { n: 1 }, "b"],
+    ["B", [1, "2"], "b"],
+    ["A", 42, "a"],
+  ]);
+});
+
+test("subscribing again replaces the handler", async () => {
+  const { c, last } = setup();
+  await settle();
+  last().open();
+  const got = [];
+  c.subscribe("a", () => got.push(1)).catch(() => {});
+  c.subscribe("a", () => got.push(2)).catch(() => {});
+  last().replyAll();
+  last().recv({ event: "a", message: "x" });
+  assert.deepEqual(got, [2]);
+});
+
+test("without envelope every handler gets the raw text, event null; replies still settle", async () => {
+  const { c, last } = setup({ envelope: false });
+  await settle();
+  last().open();
+  const got = [];
+  const a = watch(c.subscribe("a", (m, e) => got.push(["A", m, e])));
+  c.subscribe("b", (m, e) => got.push(["B", m, e])).catch(() => {});
+  last().replyAll();
+  await settle();
+  assert.equal(a.v, "ok");
+  assert.deepEqual(got, [], "replies are not pushes");
+  last().recv("plain");
+  last().recv('{"event":"a","message":"x"}');
+  last().recv('{"id":7,"ok":true}'); // no such pending id: a push
+  assert.deepEqual(got, [
+    ["A", "plain", null],
+    ["B", "plain", null],
+    ["A", '{"event":"a","message":"x"}', null],
+    ["B", '{"event":"a","message":"x"}', null],
+    ["A", '{"id":7,"ok":true}', null],
+    ["B", '{"id":7,"ok":true}', null],
+  ]);
+});
+
+// --- reconnect and backoff --------------------------------------------------
+
+// Drops the connection n times after it opened; returns the reconnect delays.
+async function delaysAfterDrops(t, n, code) {
+  const delays = [];
+  for (let i = 0; i < n; i++) {
+    t.last().open();
+    t.last().serverClose(code);
+    const [timer] = t.clock.pending();
+    delays.push(timer.ms);
+    await t.clock.advance(timer.ms);
+  }
+  return delays;
+}
+
+test("backoff doubles from 0.5 s, is capped at 30 s, with full jitter", async () => {
+  let r = 1;
+  const t = setup({ _random: () => r });
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  assert.deepEqual(
+    await delaysAfterDrops(t, 9, 1006),
+    [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000],
+  );
+  r = 0.25;
+  assert.deepEqual(await delaysAfterDrops(t, 1, 1006), [7500], "random * window");
+  r = 0;
+  assert.deepEqual(await delaysAfterDrops(t, 1, 1006), [0]);
+  assert.equal(t.sockets.length, 12);
+});
+
+test("attempts closed before opening and close 1013 back off twice as fast", async () => {
+  const t = setup();
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  const delays = [];
+  for (let i = 0; i < 4; i++) {
+    t.last().serverClose(1006); // handshake failed, e.g. HTTP 503
+    delays.push(t.clock.pending()[0].ms);
+    await t.clock.advance(delays[i]);
+  }
+  assert.deepEqual(delays, [1000, 4000, 16000, 30000]);
+  assert.equal(t.c.state, "reconnecting");
+
+  const u = setup();
+  u.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  assert.deepEqual(await delaysAfterDrops(u, 3, 1013), [1000, 4000, 16000]);
+});
+
+test("a connection open for 10 s resets the backoff; a shorter one does not", async () => {
+  const t = setup();
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  assert.deepEqual(await delaysAfterDrops(t, 3, 1006), [500, 1000, 2000]);
+  t.last().open();
+  await t.clock.advance(9999);
+  t.last().serverClose(1006);
+  assert.equal(t.clock.pending()[0].ms, 4000, "9.999 s is not stable");
+  await t.clock.advance(4000);
+  t.last().open();
+  await t.clock.advance(10000);
+  t.last().serverClose(1001);
+  assert.equal(t.clock.pending()[0].ms, 500, "reset after 10 s");
+});
+
+test("an error event counts as close 1006 at once; the late close event is ignored", async () => {
+  const t = setup();
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  t.last().error(); // handshake refused (e.g. 503), close event not (yet) sent
+  assert.deepEqual(t.states, [["reconnecting", { code: 1006, reason: "connection failed", delay: 1000 }]]);
+  assert.equal(t.last().closedWith, undefined, "close() without a code");
+  await settle(); // FakeWS.close() reports its close event
+  assert.equal(t.clock.pending().length, 1, "one retry scheduled, not two");
+  await t.clock.advance(1000);
+  t.last().open();
+  t.last().error(); // after open: +1 to the 2 of the failed handshake
+  assert.deepEqual(t.states.at(-1), ["reconnecting", { code: 1006, reason: "connection failed", delay: 2000 }]);
+  assert.equal(t.clock.pending().length, 1);
+});
+
+test("state transitions and info through a drop and reconnect", async () => {
+  const t = setup({ onstatechange: undefined });
+  const seen = [];
+  t.c.onstatechange = (s, info) => seen.push([s, info]); // set on the client
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  t.last().open();
+  t.last().serverClose(4000, "dropped");
+  assert.equal(t.c.state, "reconnecting");
+  await t.clock.advance(500);
+  assert.equal(t.c.state, "reconnecting", "still, while the new attempt connects");
+  t.last().open();
+  assert.deepEqual(seen, [
+    ["open", undefined],
+    ["reconnecting", { code: 4000, reason: "dropped", delay: 500 }],
+    ["open", undefined],
+  ]);
+});
+
+test("after a reconnect every event is registered again and handlers keep working", async () => {
+  let n = 0;
+  const t = setup({ token: () => "fresh" + ++n });
+  const got = [];
+  t.c.subscribe("a", (m, e) => got.push([m, e])).catch(() => {});
+  t.c.subscribe("b", (m, e) => got.push([m, e])).catch(() => {});
+  await settle();
+  t.last().open();
+  assert.deepEqual(t.last().sent, [
+    { token: "fresh1", event: "a", id: 1 },
+    { token: "fresh1", event: "b", id: 2 },
+  ]);
+  t.last().replyAll();
+  t.last().serverClose(4000);
+  await t.clock.advance(500);
+  assert.equal(t.sockets.length, 2);
+  t.last().open();
+  assert.deepEqual(t.last().sent, [
+    { token: "fresh2", event: "a", id: 3 },
+    { token: "fresh2", event: "b", id: 4 },
+  ]);
+  t.last().replyAll();
+  t.last().recv({ event: "b", message: "after" });
+  assert.deepEqual(got, [["after", "b"]]);
+});
+
+test("a drop before the reply rejects a pending subscribe (kept) and resolves a pending unsubscribe", async () => {
+  const t = setup();
+  await settle();
+  t.last().open();
+  t.c.subscribe("gone", () => {}).catch(() => {});
+  t.last().replyAll();
+  const s = watch(t.c.subscribe("a", () => {}));
+  const u = watch(t.c.unsubscribe("gone"));
+  t.last().serverClose(1006);
+  await settle();
+  assert.ok(s.v instanceof Error);
+  assert.equal(s.v.code, 1006);
+  assert.equal(u.v, "ok");
+  await t.clock.advance(500);
+  t.last().open();
+  assert.deepEqual(
+    t.last().sent.map((x) => x.event),
+    ["a"],
+  );
+});
+
+test("a subscribe waiting for the connection rejects if that attempt fails", async () => {
+  const t = setup();
+  const s = watch(t.c.subscribe("a", () => {}));
+  await settle();
+  t.last().serverClose(1006);
+  await settle();
+  assert.equal(s.v.code, 1006);
+  await t.clock.advance(1000);
+  t.last().open();
+  assert.equal(t.last().sent[0].event, "a", "still subscribed");
+});
+
+test("with nothing subscribed the client waits for subscribe() before reconnecting", async () => {
+  const t = setup();
+  await settle();
+  t.last().open();
+  t.last().serverClose(4408, "register timeout");
+  assert.equal(t.c.state, "reconnecting");
+  assert.deepEqual(t.clock.pending(), []);
+  await t.clock.advance(60000);
+  assert.equal(t.sockets.length, 1);
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  assert.equal(t.sockets.length, 2);
+  t.last().open();
+  assert.equal(t.last().sent[0].event, "a");
+});
+
+test("a token function that fails counts as a failed attempt", async () => {
+  let n = 0;
+  const t = setup({
+    token: async () => {
+      if (++n == 1) throw new Error("token service down");
+      return "ok";
+    },
+  });
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  assert.equal(t.sockets.length, 0);
+  assert.equal(t.c.state, "reconnecting");
+  assert.deepEqual(t.states[0], ["reconnecting", { code: 0, reason: "token service down", delay: 1000 }]);
+  await t.clock.advance(1000);
+  assert.equal(t.sockets.length, 1);
+  t.last().open();
+  assert.equal(t.last().sent[0].token, "ok");
+});
+
+// --- auth -------------------------------------------------------------------
+
+test("a string token rejected by reply: onAuthError, closed, never retried", async () => {
+  const errs = [];
+  const t = setup({ onAuthError: (e) => errs.push(e) });
+  const s = watch(t.c.subscribe("a", () => {}));
+  await settle();
+  t.last().open();
+  t.last().reply(t.last().sent[0], false, 4401, "token rejected");
+  await settle();
+  assert.deepEqual(errs, [{ code: 4401, reason: "token rejected" }]);
+  assert.equal(t.c.state, "closed");
+  assert.equal(s.v.code, 4401);
+  assert.equal(t.last().closedWith, 1000);
+  await t.clock.advance(120000);
+  assert.equal(t.sockets.length, 1);
+  assert.equal((await Promise.allSettled([t.c.subscribe("b", () => {})]))[0].status, "rejected");
+});
+
+test("a string token refused by close 4401 or 4403: onAuthError, closed", async () => {
+  for (const code of [4401, 4403]) {
+    const t = setup({ onAuthError: undefined });
+    const errs = [];
+    t.c.onAuthError = (e) => errs.push(e); // set on the client
+    t.c.subscribe("a", () => {}).catch(() => {})
+    await settle();
+    t.last().open();
+    t.last().serverClose(code, "nope");
+    assert.deepEqual(errs, [{ code, reason: "nope" }]);
+    assert.equal(t.c.state, "closed");
+    assert.deepEqual(t.states.at(-1), ["closed", { code, reason: "nope" }]);
+    await t.clock.advance(120000);
+    assert.equal(t.sockets.length, 1);
+  }
+});
+
+test("a token function is asked before every connect, and once more after a rejection", async () => {
+  const errs = [];
+  const tokens = ["t1", "t2", "t3", "t4"];
+  let calls = 0;
+  const t = setup({
+    token: () => Promise.resolve(tokens[calls++]),
+    onAuthError: (e) => errs.push(e),
+  });
+  const got = [];
+  t.c.subscribe("a", (m) => got.push(m)).catch(() => {})
+  await settle();
+  assert.equal(calls, 1);
+  t.last().open();
+  t.last().reply(t.last().sent[0], false, 4401, "expired");
+  await settle();
+  assert.equal(calls, 2, "fresh token asked at once, no backoff");
+  assert.equal(t.sockets.length, 2);
+  assert.equal(t.sockets[0].closedWith, 1000);
+  assert.equal(t.c.state, "reconnecting");
+  t.last().open();
+  assert.deepEqual(t.last().sent, [{ token: "t2", event: "a", id: 2 }]);
+  t.last().reply(t.last().sent[0], false, 4401, "still bad");
+  await settle();
+  assert.deepEqual(errs, [{ code: 4401, reason: "still bad" }]);
+  assert.equal(t.c.state, "closed");
+  await t.clock.advance(120000);
+  assert.equal(calls, 2);
+  assert.equal(t.sockets.length, 2);
+});
+
+test("the fresh-token allowance comes back after a successful register", async () => {
+  const errs = [];
+  let calls = 0;
+  const t = setup({ token: () => "t" + ++calls, onAuthError: (e) => errs.push(e) });
+  t.c.subscribe("a", () => {}).catch(() => {})
+  await settle();
+  for (let round = 0; round < 3; round++) {
+    t.last().open();
+    t.last().replyAll(); // ok: token accepted
+    t.last().serverClose(4401, "expired later"); // e.g. at the next register
+    await settle();
+    assert.equal(t.c.state, "reconnecting");
+  }
+  assert.deepEqual(errs, []);
+  assert.equal(calls, 4);
+});
+
+// --- close ------------------------------------------------------------------
+
+test("close() closes with 1000, rejects pending promises and never reconnects", async () => {
+  const t = setup();
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  t.last().open();
+  const s = watch(t.c.subscribe("b", () => {}));
+  t.c.close();
+  await settle();
+  assert.equal(t.c.state, "closed");
+  assert.equal(t.last().closedWith, 1000);
+  assert.equal(s.v.code, 1000);
+  assert.deepEqual(t.states.at(-1), ["closed", { code: 1000, reason: "client closed" }]);
+  await t.clock.advance(120000);
+  assert.equal(t.sockets.length, 1);
+  t.c.close(); // twice is fine
+  assert.equal(t.states.length, 2);
+  await t.c.unsubscribe("a"); // resolves: nothing is registered
+});
+
+test("close() during the backoff wait or the token fetch stops the next attempt", async () => {
+  const t = setup();
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  t.last().open();
+  t.last().serverClose(1006);
+  assert.equal(t.clock.pending().length, 1);
+  t.c.close();
+  assert.deepEqual(t.clock.pending(), []);
+  await t.clock.advance(60000);
+  assert.equal(t.sockets.length, 1);
+
+  let release;
+  const u = setup({ token: () => new Promise((r) => (release = r)) });
+  u.c.close();
+  release("late");
+  await settle();
+  assert.equal(u.sockets.length, 0);
+  assert.equal(u.c.state, "closed");
+});
+
+test("close() while connecting closes the socket and ignores its late events", async () => {
+  const t = setup();
+  const got = [];
+  t.c.subscribe("a", (m) => got.push(m)).catch(() => {})
+  await settle();
+  const ws = t.last();
+  t.c.close();
+  assert.equal(ws.closedWith, 1000);
+  ws.open();
+  ws.recv({ event: "a", message: "late" });
+  ws.serverClose(1006);
+  assert.equal(t.c.state, "closed");
+  assert.deepEqual(got, []);
+  assert.deepEqual(t.clock.pending(), []);
+});
