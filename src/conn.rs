@@ -51,16 +51,7 @@ impl Stream {
 
     /// Writes as much of `out` as the socket takes. `Ok(true)` when empty.
     pub fn flush_out(&mut self) -> io::Result<bool> {
-        let mut written = 0;
-        while written < self.out.len() {
-            match self.tcp.write(&self.out[written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let written = write_until_blocked(&mut self.tcp, &self.out)?;
         if written == self.out.len() {
             self.out = Vec::new();
             return Ok(true);
@@ -72,23 +63,29 @@ impl Stream {
     /// Sends one complete frame (or response): directly when the queue is
     /// empty, else behind it; what the socket does not take is queued.
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if !self.out.is_empty() {
-            self.out.extend_from_slice(bytes);
-            return Ok(());
-        }
-        let mut written = 0;
-        while written < bytes.len() {
-            match self.tcp.write(&bytes[written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let written = if self.out.is_empty() {
+            write_until_blocked(&mut self.tcp, bytes)?
+        } else {
+            0
+        };
         self.out.extend_from_slice(&bytes[written..]);
         Ok(())
     }
+}
+
+/// Writes `bytes` until done or the socket would block; returns how many went.
+fn write_until_blocked(tcp: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match tcp.write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
 }
 
 impl Read for Stream {

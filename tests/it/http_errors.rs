@@ -81,7 +81,15 @@ fn head_over_8_kib_is_431() {
 fn unknown_path_is_404() {
     let (server, mut ws) = setup();
     let a = server.addr;
-    for path in ["/", "/nope", "/push/extra", "/PUSH", "/healthz/", "/wspush"] {
+    // "/" is the demo page (static_files.rs); with --no-demo it is a 404 too.
+    for path in [
+        "/nope",
+        "/push/extra",
+        "/PUSH",
+        "/healthz/",
+        "/wspush",
+        "/wspush.jsx",
+    ] {
         assert_eq!(get(a, path).status, 404, "GET {path}");
     }
     let resp = post(a, "/pushh", r#"{"userId":"aaa","event":"topic1","message":"no"}"#);
