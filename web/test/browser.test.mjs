@@ -1,0 +1,290 @@
+// End to end in headless Chromium, driven by playwright-core (no browser
+// download: it launches the system Chromium, /usr/bin/chromium or $CHROMIUM).
+// The pages come from the real server: cargo build --release (a no-op when up
+// to date), then target/release/wspush --listen 127.0.0.1:0 serves the demo
+// page at /, the client at /wspush.js and its module entry at /wspush.mjs.
+// Saves a phone-sized screenshot of the demo page to target/wspush-demo.png
+// (or $WSPUSH_SCREENSHOT).
+// Setup: (cd web && npm ci); apt-get install chromium
+// Run:   node --test --experimental-websocket web/test/
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const BIN = join(process.env.CARGO_TARGET_DIR || join(ROOT, "target"), "release", "wspush");
+const SCREENSHOT = process.env.WSPUSH_SCREENSHOT || join(ROOT, "target", "wspush-demo.png");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+
+let chromium = null;
+try {
+  ({ chromium } = await import("playwright-core"));
+} catch {}
+const skip = !chromium
+  ? "playwright-core is not installed: run `npm ci` in web/"
+  : !existsSync(CHROMIUM)
+    ? `no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM=/path/to/chromium)`
+    : false;
+
+const servers = [];
+const dirs = [];
+
+before(() => {
+  if (skip) return;
+  const r = spawnSync("cargo", ["build", "--release", "--bin", "wspush"], { cwd: ROOT, encoding: "utf8" });
+  if (r.error || r.status !== 0) throw new Error("cargo build --release failed:\n" + (r.stderr || r.error));
+});
+
+after(async () => {
+  for (const p of servers) {
+    if (p.exitCode === null && p.signalCode === null) {
+      p.kill("SIGTERM");
+      await new Promise((r) => p.once("exit", r));
+    }
+  }
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(prefix) {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+}
+
+// Starts a server; resolves to its address once it prints "listening on ADDR".
+function startServer(...args) {
+  const p = spawn(BIN, ["--listen", "127.0.0.1:0", "--log-level", "warn", ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  servers.push(p);
+  return new Promise((resolve, reject) => {
+    let out = "";
+    p.stdout.setEncoding("utf8");
+    p.stdout.on("data", (d) => {
+      out += d;
+      const m = /listening on (\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    p.once("exit", (code) => reject(new Error(`server exited (${code}) before listening:\n${out}`)));
+    p.once("error", reject);
+  });
+}
+
+async function post(addr, path, body) {
+  const r = await fetch(`http://${addr}${path}`, {
+    method: "POST",
+    headers: { accept: "application/json" },
+    body: JSON.stringify(body),
+  });
+  assert.equal(r.status, 200, `${path} answered ${r.status}`);
+  return r.json();
+}
+
+// The server's /metrics as { name: number }.
+async function metrics(addr) {
+  const r = await fetch(`http://${addr}/metrics`);
+  assert.equal(r.status, 200);
+  const m = {};
+  for (const line of (await r.text()).split("\n")) {
+    const f = /^(\w+) (\d+)$/.exec(line);
+    if (f) m[f[1]] = Number(f[2]);
+  }
+  return m;
+}
+
+async function waitFor(what, cond, ms = 20000) {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error("timed out waiting for " + what);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+// Pushes until the server reaches n connections (e.g. after a re-register).
+async function pushUntilSent(addr, body, n = 1) {
+  await waitFor(`a push reaching ${n} clients`, async () => (await post(addr, "/push", body)).sent === n);
+}
+
+// A fresh Chromium with its own user data dir; options go to the context
+// (viewport, isMobile, ...). Page errors fail the test at close().
+async function launch(options = {}) {
+  const ctx = await chromium.launchPersistentContext(tempDir("wspush-chromium-"), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ARGS,
+    ...options,
+  });
+  const page = ctx.pages()[0] || (await ctx.newPage());
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  // (Chromium asks for /favicon.ico, which the server does not have.)
+  page.on("console", (m) => m.type() == "error" && !/\/favicon\.ico$/.test(m.location().url) && errors.push("console: " + m.text()));
+  return {
+    page,
+    errors,
+    close: () => ctx.close(),
+  };
+}
+
+// Waits until fn(arg), run in the page, is truthy.
+async function until(page, what, fn, arg) {
+  try {
+    await page.waitForFunction(fn, arg, { polling: 50, timeout: 20000 });
+  } catch (e) {
+    throw new Error(`timed out waiting in the page for ${what}: ${e.message.split("\n")[0]}`);
+  }
+}
+
+const logText = (page) => page.textContent("#log");
+const pushes = (page) =>
+  page.$$eval("#log li.push", (lis) => lis.map((li) => [li.querySelector(".event").textContent, li.querySelector(".message").textContent]));
+const hasCurl = spawnSync("sh", ["-c", "command -v curl"]).status === 0;
+
+test("in Chromium: the demo page subscribes, shows pushes, reconnects after /drop and registers again", { skip, timeout: 90000 }, async () => {
+  const addr = await startServer();
+  // A phone: the screenshot at the end shows the page as a phone shows it.
+  const b = await launch({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+  const { page } = b;
+  const sockets = [];
+  page.on("websocket", (ws) => sockets.push(ws.url()));
+  try {
+    await page.goto(`http://${addr}/`);
+    assert.equal(await page.inputValue("#url"), `ws://${addr}/ws`, "default URL: this host");
+    assert.equal(await page.textContent("#state"), "idle");
+    await page.fill("#token", "it's me");
+    await page.fill("#event", "news");
+    const curl = await page.textContent("#curl");
+    assert.equal(curl, `curl -d '{"userId":"it'\\''s me","event":"news","message":"hello"}' http://${addr}/push`);
+
+    await page.click("#subscribe");
+    await until(page, "state open", () => document.getElementById("state").textContent == "open");
+    await until(page, "'subscribed' in the log", () => document.getElementById("log").textContent.includes("subscribed"));
+    assert.equal(await page.textContent("#subs"), "news");
+    assert.deepEqual(sockets, [`ws://${addr}/ws?envelope=1`]);
+
+    // A push from here, and the page's own curl command, run as shown.
+    assert.deepEqual(await post(addr, "/push", { userId: "it's me", event: "news", message: { n: 1 } }), { sent: 1 });
+    if (hasCurl) {
+      const r = spawnSync("sh", ["-c", curl], { encoding: "utf8" });
+      assert.equal(r.stdout, "message sent to 1 clients");
+    } else {
+      await post(addr, "/push", { userId: "it's me", event: "news", message: "hello" });
+    }
+    await until(page, "two pushes in the log", () => document.querySelectorAll("#log li.push").length == 2);
+    assert.deepEqual(await pushes(page), [
+      ["news", "hello"],
+      ["news", '{"n":1}'],
+    ]);
+
+    // The server drops the connection: the page reconnects, registers again
+    // and gets the next push.
+    assert.deepEqual(await post(addr, "/drop", { userId: "it's me" }), { dropped: 1 });
+    await until(page, "'reconnecting (4000' in the log", () => document.getElementById("log").textContent.includes("reconnecting (4000"));
+    await pushUntilSent(addr, { userId: "it's me", event: "news", message: "after the drop" });
+    await until(page, "the push after the reconnect", () => document.querySelector("#log li.push .message").textContent == "after the drop");
+    assert.equal(await page.textContent("#state"), "open");
+    assert.equal(await page.textContent("#subs"), "news");
+    assert.equal(sockets.length, 2, "one new socket");
+    assert.deepEqual((await pushes(page)).length, 3);
+
+    mkdirSync(dirname(SCREENSHOT), { recursive: true });
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    await page.click("#unsubscribe");
+    await until(page, "'unsubscribed' in the log", () => document.getElementById("log").textContent.includes("unsubscribed"));
+    assert.deepEqual(await post(addr, "/push", { userId: "it's me", event: "news", message: "x" }), { sent: 0 });
+    await page.click("#close");
+    assert.equal(await page.textContent("#state"), "closed");
+    assert.deepEqual(b.errors, []);
+  } finally {
+    await b.close();
+  }
+});
+
+test("in Chromium: a rejected token closes the demo page's client for good, with no new attempts", { skip, timeout: 90000 }, async () => {
+  const dir = tempDir("wspush-js-");
+  writeFileSync(join(dir, "tokens"), "good-token carol\n");
+  const addr = await startServer("--auth-tokens", join(dir, "tokens"));
+  const b = await launch();
+  const { page } = b;
+  const sockets = [];
+  page.on("websocket", (ws) => sockets.push(ws.url()));
+  try {
+    await page.goto(`http://${addr}/`);
+    await page.fill("#token", "bad-token");
+    await page.fill("#event", "e");
+    await page.click("#subscribe");
+    await until(page, "state closed", () => document.getElementById("state").textContent == "closed");
+    await until(page, "the onAuthError line", () => [...document.querySelectorAll("#log li.error")].some((li) => li.textContent.includes("token rejected: 4401")));
+    await until(page, "the failed subscribe", () => document.getElementById("log").textContent.includes("subscribe failed: 4401"));
+    assert.equal(await page.textContent("#subs"), "", "the refused event is forgotten");
+
+    const seen = async () => `page log: ${await logText(page)}; sockets: ${sockets}`;
+    let m = await metrics(addr);
+    assert.equal(m.wspush_auth_failures_total, 1, await seen());
+    // No retry with the same token: nothing more happens in 3 s.
+    await new Promise((r) => setTimeout(r, 3000));
+    m = await metrics(addr);
+    assert.equal(m.wspush_auth_failures_total, 1, "no further attempt with the rejected token; " + (await seen()));
+    assert.equal(m.wspush_connections, 0);
+    assert.equal(sockets.length, 1, "the page opened one WebSocket; " + (await seen()));
+    assert.equal(await page.textContent("#state"), "closed");
+    assert.equal((await logText(page)).match(/token rejected: 4401/g).length, 1, "onAuthError once");
+
+    // A good token on the same page works.
+    await page.fill("#token", "good-token");
+    await page.click("#subscribe");
+    await until(page, "state open", () => document.getElementById("state").textContent == "open");
+    await pushUntilSent(addr, { userId: "carol", event: "e", message: "welcome" });
+    await until(page, "the push", () => document.querySelector("#log li.push .message")?.textContent == "welcome");
+    assert.equal((await metrics(addr)).wspush_auth_failures_total, 1);
+    assert.deepEqual(b.errors, []);
+  } finally {
+    await b.close();
+  }
+});
+
+test("in Chromium: /wspush.js as a classic script, /wspush.mjs as an ES module, both from the server", { skip, timeout: 90000 }, async () => {
+  const addr = await startServer();
+  const b = await launch();
+  const { page } = b;
+  try {
+    // The demo page loads /wspush.js with a classic <script>.
+    await page.goto(`http://${addr}/`);
+    assert.equal(await page.evaluate(() => typeof window.wspush.connect), "function");
+
+    // The module entry, imported on the same origin.
+    await page.addScriptTag({ type: "module", content: 'import { connect } from "/wspush.mjs"; window.mod = { connect };' });
+    await until(page, "the module", () => window.mod);
+    assert.equal(await page.evaluate(() => typeof window.mod.connect), "function");
+    // The module's connect works end to end.
+    const state = await page.evaluate(async (url) => {
+      window.got = [];
+      window.c = window.mod.connect(url, { token: "mod" });
+      await window.c.subscribe("e", (m, e) => window.got.push([m, e]));
+      return window.c.state;
+    }, `ws://${addr}/ws`);
+    assert.equal(state, "open");
+    assert.deepEqual(await post(addr, "/push", { userId: "mod", event: "e", message: "from node" }), { sent: 1 });
+    await until(page, "the push in the page", () => window.got.length == 1);
+    assert.deepEqual(await page.evaluate(() => window.got), [["from node", "e"]]);
+    assert.equal(await page.evaluate(() => (window.c.close(), window.c.state)), "closed");
+    assert.deepEqual(b.errors, []);
+  } finally {
+    await b.close();
+  }
+});
