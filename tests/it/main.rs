@@ -6,6 +6,7 @@
 
 mod common;
 
+mod bench_smoke;
 mod binary_cli;
 mod http_bodies;
 mod http_curl;

@@ -1,0 +1,149 @@
+//! The load tool (`wspush-bench`, workspace member `bench/`) against the real
+//! server binary: a small `idle` and a short `soak` must pass, so the tool
+//! and the server keep agreeing. The tool is another package, so its binary
+//! is found under the target directory (and built there if missing).
+
+use crate::common::spawn_bin;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long one bench run may take before the test kills it.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// `<target>/release/wspush-bench`, built with `cargo build --release -p
+/// wspush-bench` first if it does not exist.
+fn bench_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        // A relative CARGO_TARGET_DIR is relative to where cargo ran: the root.
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d));
+        let bin = target.join("release").join("wspush-bench");
+        if !bin.exists() {
+            let cargo = std::env::var_os("CARGO")
+                .or_else(|| option_env!("CARGO").map(Into::into))
+                .unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--release", "-p", "wspush-bench"])
+                .current_dir(&root)
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build --release -p wspush-bench failed");
+        }
+        assert!(bin.exists(), "{} is missing after the build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Runs the bench with `args`, killing it if it outlives `LIMIT`.
+#[track_caller]
+fn run_bench(args: &[&str]) -> Output {
+    let mut child = Command::new(bench_bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wspush-bench");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for wspush-bench") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wspush-bench {args:?} still running after {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+#[track_caller]
+fn expect_success(args: &[&str]) -> String {
+    let o = run_bench(args);
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "wspush-bench {args:?} failed ({}):\n{stdout}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn idle_scenario_passes_against_the_binary() {
+    let server = spawn_bin(&[]);
+    let addr = server.addr.to_string();
+    let pid = server.child.id().to_string();
+    let out = expect_success(&["idle", "--addr", &addr, "--conns", "50", "--pid", &pid]);
+    assert!(out.contains("scenario              idle\n"), "{out}");
+    assert!(out.contains("connections           50\n"), "{out}");
+    assert!(out.contains("RSS per connection"), "{out}");
+
+    let out = expect_success(&["idle", "--addr", &addr, "--conns", "50", "--pid", &pid, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(v["scenario"], "idle");
+    assert_eq!(v["conns"], 50);
+    assert!(v["rss_per_conn_kib"].is_number(), "{v}");
+}
+
+#[test]
+fn soak_scenario_passes_against_the_binary() {
+    let server = spawn_bin(&[]);
+    let addr = server.addr.to_string();
+    let pid = server.child.id().to_string();
+    let out = expect_success(&[
+        "soak",
+        "--addr",
+        &addr,
+        "--pid",
+        &pid,
+        "--seconds",
+        "3",
+        "--stayers",
+        "10",
+        "--churn-rate",
+        "20",
+        "--push-rate",
+        "50",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(v["scenario"], "soak");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["failures"], serde_json::json!([]), "{v}");
+    assert_eq!(v["stayers"], 10);
+    let pushes = v["pushes"].as_u64().expect("pushes");
+    // 50/s for 3 s; a loaded machine may lag, but not by half.
+    assert!(pushes >= 75, "only {pushes} pushes: {v}");
+    assert_eq!(v["delivered"].as_u64(), Some(pushes * 10), "{v}");
+    // 60 churners: every kind comes up at least twice per 20.
+    for (kind, n) in v["churned_by_kind"].as_object().expect("kinds") {
+        assert!(n.as_u64().unwrap_or(0) >= 2, "kind {kind}: {v}");
+    }
+    assert_eq!(v["churned_by_kind"].as_object().map(|m| m.len()), Some(7), "{v}");
+    assert_eq!(v["churn_failed"], 0, "{v}");
+    assert!(v["churned"].as_u64().unwrap_or(0) >= 40, "{v}");
+    let fds = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"));
+    assert!(fds("fds_after") <= fds("fds_before"), "{v}");
+}
