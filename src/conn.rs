@@ -9,8 +9,10 @@ use crate::config::Config;
 use crate::http::chunked::decode_chunked;
 use crate::http::request::{parse_head, BodyFraming, Head, HttpError, Limits, Parsed};
 use mio::net::TcpStream;
-use std::io::{self, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::WebSocketContext;
 
@@ -21,54 +23,165 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Bytes read per `read()` call on an HTTP connection.
 const READ_CHUNK: usize = 4096;
 
+/// A piece of the outbound queue: bytes of our own, or a pushed frame
+/// shared with every other connection it went to.
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Rc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(r) => r,
+        }
+    }
+}
+
+/// Frames at least this big are queued by reference rather than copied.
+const SHARE_MIN_BYTES: usize = 1024;
+
+/// Most chunks handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+
 /// The socket and its one outbound queue.
 ///
 /// Everything a connection sends — HTTP responses, the `101`, pushed
 /// frames, command replies, and tungstenite's control frames — goes
-/// through `out` in order, so bytes of two frames can never interleave. A
-/// frame is written straight from the caller's buffer when nothing is
-/// queued (a push's frame is encoded once and shared by all receivers);
-/// only what the socket does not take is copied into `out`, and `out` is
-/// released once drained, so a burst does not pin memory for the
-/// connection's life.
+/// through this queue in order, so bytes of two frames never interleave.
+/// A frame is written straight from its buffer when nothing is queued;
+/// when it must wait, a pushed frame is queued by reference, not copied,
+/// so a frame that several slow clients are behind on exists once in
+/// memory. Queued chunks leave together in one `writev`, which coalesces
+/// a backlog into few system calls. The queue is released once drained.
 pub struct Stream {
     pub tcp: TcpStream,
-    pub out: Vec<u8>,
+    queue: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    sent: usize,
+    /// Unwritten bytes in the queue.
+    queued: usize,
+    /// Most bytes queued since the queue was last empty.
+    high_water: usize,
+    /// A queue of at least `trim::BIG_BACKLOG` bytes drained or was dropped.
+    pub freed_big: bool,
     /// Queue size above which tungstenite's own writes (pongs, close
     /// frames) are refused with `WouldBlock`, so a peer that pings without
     /// reading cannot grow the queue; tungstenite then keeps one pending.
-    pub limit: usize,
+    limit: usize,
 }
 
 impl Stream {
     pub fn new(tcp: TcpStream, limit: usize) -> Stream {
         Stream {
             tcp,
-            out: Vec::new(),
+            queue: VecDeque::new(),
+            sent: 0,
+            queued: 0,
+            high_water: 0,
+            freed_big: false,
             limit,
         }
     }
 
-    /// Writes as much of `out` as the socket takes. `Ok(true)` when empty.
-    pub fn flush_out(&mut self) -> io::Result<bool> {
-        let written = write_until_blocked(&mut self.tcp, &self.out)?;
-        if written == self.out.len() {
-            self.out = Vec::new();
-            return Ok(true);
-        }
-        self.out.drain(..written);
-        Ok(false)
+    /// Bytes waiting for the socket.
+    pub fn queued(&self) -> usize {
+        self.queued
     }
 
-    /// Sends one complete frame (or response): directly when the queue is
-    /// empty, else behind it; what the socket does not take is queued.
+    /// Appends bytes built in place (an HTTP response) to the queue; they
+    /// leave on the next flush.
+    pub fn append(&mut self, build: impl FnOnce(&mut Vec<u8>)) {
+        if !matches!(self.queue.back(), Some(Chunk::Owned(_))) {
+            self.queue.push_back(Chunk::Owned(Vec::new()));
+        }
+        if let Some(Chunk::Owned(v)) = self.queue.back_mut() {
+            let before = v.len();
+            build(v);
+            self.queued += v.len() - before;
+            self.high_water = self.high_water.max(self.queued);
+        }
+    }
+
+    /// Writes as much of the queue as the socket takes. `Ok(true)` when empty.
+    pub fn flush_out(&mut self) -> io::Result<bool> {
+        while !self.queue.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut n = 0;
+            for (i, chunk) in self.queue.iter().take(MAX_IOVECS).enumerate() {
+                let bytes = chunk.bytes();
+                slices[i] = IoSlice::new(if i == 0 { &bytes[self.sent..] } else { bytes });
+                n = i + 1;
+            }
+            match self.tcp.write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.consume(written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.queue = VecDeque::new();
+        self.freed_big |= self.high_water >= crate::trim::BIG_BACKLOG;
+        self.high_water = 0;
+        Ok(true)
+    }
+
+    /// Drops `written` bytes from the front of the queue.
+    fn consume(&mut self, mut written: usize) {
+        self.queued -= written;
+        while written > 0 {
+            let Some(front) = self.queue.front() else { break };
+            let left = front.bytes().len() - self.sent;
+            if written < left {
+                self.sent += written;
+                return;
+            }
+            written -= left;
+            self.queue.pop_front();
+            self.sent = 0;
+        }
+    }
+
+    /// Sends bytes of our own: directly when nothing is queued, else behind
+    /// the queue; only what the socket does not take is copied.
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let written = if self.out.is_empty() {
+        let written = if self.queue.is_empty() {
             write_until_blocked(&mut self.tcp, bytes)?
         } else {
             0
         };
-        self.out.extend_from_slice(&bytes[written..]);
+        if written < bytes.len() {
+            self.append(|v| v.extend_from_slice(&bytes[written..]));
+        }
+        Ok(())
+    }
+
+    /// Sends a shared frame: directly when nothing is queued, else queued —
+    /// by reference when it is big, copied into contiguous owned bytes when
+    /// it is small (a reference plus its slot would cost as much as the
+    /// bytes, and thousands of them fragment the heap).
+    pub fn send_shared(&mut self, frame: &Rc<[u8]>) -> io::Result<()> {
+        let written = if self.queue.is_empty() {
+            write_until_blocked(&mut self.tcp, frame)?
+        } else {
+            0
+        };
+        let rest = frame.len() - written;
+        if rest == 0 {
+            return Ok(());
+        }
+        if rest < SHARE_MIN_BYTES {
+            self.append(|v| v.extend_from_slice(&frame[written..]));
+            return Ok(());
+        }
+        if self.queue.is_empty() {
+            self.sent = written;
+        }
+        self.queue.push_back(Chunk::Shared(Rc::clone(frame)));
+        self.queued += rest;
+        self.high_water = self.high_water.max(self.queued);
         Ok(())
     }
 }
@@ -99,7 +212,7 @@ impl Read for Stream {
 /// half-written frame that a pushed frame could cut into.
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !self.out.is_empty() && !self.flush_out()? && self.out.len() + buf.len() > self.limit {
+        if !self.queue.is_empty() && !self.flush_out()? && self.queued + buf.len() > self.limit {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         self.send(buf)?;
@@ -335,6 +448,44 @@ mod tests {
         let mut h = Http::new(Instant::now());
         h.inbuf.extend_from_slice(input);
         h
+    }
+
+    /// Frames written directly, queued by reference, and our own bytes
+    /// all arrive in order, whole, once the peer reads.
+    #[test]
+    fn outbound_queue_keeps_order_with_a_full_socket() {
+        use std::io::Read as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut s = Stream::new(TcpStream::from_std(server), 1 << 20);
+        let mut expected = Vec::new();
+        for i in 0..64u8 {
+            // Big frames are queued by reference, small ones copied: both kinds.
+            let len = if i % 2 == 0 { 128 * 1024 } else { 300 };
+            let frame: Rc<[u8]> = Rc::from(vec![i; len]);
+            s.send_shared(&frame).unwrap();
+            expected.extend_from_slice(&frame);
+            if i % 5 == 0 {
+                s.send(b"own bytes").unwrap();
+                expected.extend_from_slice(b"own bytes");
+            }
+        }
+        assert!(s.queued() > 0, "8 MiB must overflow the socket buffers");
+        let want = expected.len();
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0; want];
+            client.read_exact(&mut got).unwrap();
+            got
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !s.flush_out().unwrap() {
+            assert!(Instant::now() < deadline, "queue never drained");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(s.queued(), 0);
+        assert!(reader.join().unwrap() == expected, "bytes arrived out of order");
     }
 
     #[test]

@@ -37,6 +37,7 @@ use crate::push::{self, Endpoint, Payload, PushRequest};
 use crate::slab::Slab;
 use crate::static_files::{self, StaticFile};
 use crate::timers::Timers;
+use crate::trim;
 use crate::ws::{self, close, Failure, Refusal};
 use crate::{ClientMessage, OnMessage, Reply};
 use mio::net::TcpListener;
@@ -44,6 +45,7 @@ use mio::{Events, Interest, Poll, Token};
 use serde_json::Value;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -105,6 +107,9 @@ pub(crate) struct Loop {
     core: Core,
     accept_paused_until: Option<Instant>,
     accept_warned_at: Option<Instant>,
+    /// A big backlog was freed: give memory back at `next trim` (see trim.rs).
+    trim_due: bool,
+    last_trim: Option<Instant>,
     shutdown_by: Option<Instant>,
     revisit: Vec<usize>,
     /// Reused buffer of push targets, so a push allocates nothing per send.
@@ -175,6 +180,8 @@ impl Loop {
             },
             accept_paused_until: None,
             accept_warned_at: None,
+            trim_due: false,
+            last_trim: None,
             shutdown_by: None,
             revisit: Vec::new(),
             targets: Vec::new(),
@@ -196,6 +203,7 @@ impl Loop {
                 self.core.timers.next_at(),
                 self.accept_paused_until,
                 self.shutdown_by,
+                self.next_trim(now),
             ]
             .into_iter()
             .flatten()
@@ -232,6 +240,11 @@ impl Loop {
             if self.accept_paused_until.is_some_and(|t| now >= t) {
                 self.accept_paused_until = None;
                 self.accept(now);
+            }
+            if self.next_trim(now).is_some_and(|t| now >= t) {
+                trim::release_free_memory();
+                self.trim_due = false;
+                self.last_trim = Some(now);
             }
         }
     }
@@ -350,7 +363,7 @@ impl Loop {
                 }
                 State::Http(h) => {
                     h.close_after = true;
-                    !(h.inbuf.is_empty() && conn.stream.out.is_empty())
+                    !(h.inbuf.is_empty() && conn.stream.queued() == 0)
                 }
                 _ => true,
             };
@@ -373,12 +386,19 @@ impl Loop {
 
     /// Puts a driven connection back (re-arming its timer) or finishes it.
     fn settle(&mut self, id: usize, mut conn: Conn, keep: bool, _now: Instant) {
+        self.trim_due |= std::mem::take(&mut conn.stream.freed_big);
         if keep {
             self.core.arm(id, &mut conn);
             self.conns.put_back(id, conn);
         } else {
             self.finish(id, conn);
         }
+    }
+
+    /// When memory should next be given back, if a big backlog was freed.
+    fn next_trim(&self, now: Instant) -> Option<Instant> {
+        self.trim_due
+            .then(|| self.last_trim.map_or(now, |t| now.max(t + trim::TRIM_EVERY)))
     }
 
     /// The one place a connection ends: unbound, counted, socket closed.
@@ -394,6 +414,7 @@ impl Loop {
         // Last words (a close reply, a final response) if the socket takes them.
         let mut conn = conn;
         let _ = conn.stream.flush_out();
+        self.trim_due |= conn.stream.freed_big || conn.stream.queued() >= trim::BIG_BACKLOG;
         drop(conn);
         self.conns.release(id);
         // A descriptor came free: resume accepting if we had to pause.
@@ -473,7 +494,7 @@ impl Loop {
         let mut handled = 0;
         while handled < ROUND_BUDGET {
             let State::Http(http) = &mut conn.state else { break };
-            if http.close_after || conn.stream.out.len() > MAX_PENDING_RESPONSE {
+            if http.close_after || conn.stream.queued() > MAX_PENDING_RESPONSE {
                 break;
             }
             match http.next_request(&self.core.limits) {
@@ -481,7 +502,8 @@ impl Loop {
                 Err(e) => {
                     self.core.metrics.http_error(e.status());
                     debug!("bad request from {}: {}", conn.peer, e.reason());
-                    Response::text(e.status(), e.reason()).encode_into(&mut conn.stream.out, false, false);
+                    let resp = Response::text(e.status(), e.reason());
+                    conn.stream.append(|b| resp.encode_into(b, false, false));
                     http.close_after = true;
                     break;
                 }
@@ -490,11 +512,11 @@ impl Loop {
                     match self.route(&head, conn.peer) {
                         Err(resp) => {
                             self.core.metrics.http_error(resp.status);
-                            resp.encode_into(&mut conn.stream.out, false, false);
+                            conn.stream.append(|b| resp.encode_into(b, false, false));
                             http.close_after = true;
                         }
                         Ok(_) => {
-                            conn.stream.out.extend_from_slice(CONTINUE);
+                            conn.stream.append(|b| b.extend_from_slice(CONTINUE));
                             http.sent_continue = true;
                         }
                     }
@@ -515,7 +537,7 @@ impl Loop {
                                 self.core.metrics.http_error(resp.status);
                             }
                             let head_only = head.method == "HEAD";
-                            resp.encode_into(&mut conn.stream.out, keep_alive, head_only);
+                            conn.stream.append(|b| resp.encode_into(b, keep_alive, head_only));
                             if let State::Http(http) = &mut conn.state {
                                 http.close_after |= !keep_alive || resp.close;
                             }
@@ -540,7 +562,8 @@ impl Loop {
         // Copy only the early bytes: handing over the 4 KiB request buffer
         // itself would make it the session's read buffer for life.
         let early = http.inbuf.as_slice().to_vec();
-        conn.stream.out.extend_from_slice(&ws::handshake_response(accept));
+        conn.stream
+            .append(|b| b.extend_from_slice(&ws::handshake_response(accept)));
         let ctx = WebSocketContext::from_partially_read(early, Role::Server, Some(self.core.ws_config));
         conn.state = State::Ws(Ws::new(ctx, envelope, &self.core.cfg, now));
         self.core.metrics.connections += 1;
@@ -810,10 +833,11 @@ impl Core {
                 if h.since + self.cfg.request_timeout > now {
                     return true;
                 }
-                if !h.inbuf.is_empty() && conn.stream.out.is_empty() {
+                if !h.inbuf.is_empty() && conn.stream.queued() == 0 {
                     // A request that never finished arriving (slowloris).
                     self.metrics.http_error(408);
-                    Response::text(408, "request timeout").encode_into(&mut conn.stream.out, false, false);
+                    let resp = Response::text(408, "request timeout");
+                    conn.stream.append(|b| resp.encode_into(b, false, false));
                     let _ = conn.stream.flush_out();
                     return self.linger(conn, now);
                 }
@@ -899,7 +923,7 @@ impl Core {
                     id,
                     ws,
                     stream,
-                    &ws::data_frame(true, command::ok_reply(&rid).as_bytes()),
+                    &Rc::from(ws::data_frame(true, command::ok_reply(&rid).as_bytes())),
                     now,
                 );
             }
@@ -926,7 +950,7 @@ impl Core {
                     Reply::Text(t) => ws::data_frame(true, t.as_bytes()),
                     Reply::Binary(b) => ws::data_frame(false, &b),
                 };
-                self.send_frame(id, ws, stream, &frame, now);
+                self.send_frame(id, ws, stream, &Rc::from(frame), now);
             }
             return;
         }
@@ -949,7 +973,13 @@ impl Core {
         match rid {
             Some(rid) => {
                 let reply = command::error_reply(&rid, code, reason);
-                self.send_frame(id, ws, stream, &ws::data_frame(true, reply.as_bytes()), now);
+                self.send_frame(
+                    id,
+                    ws,
+                    stream,
+                    &Rc::from(ws::data_frame(true, reply.as_bytes())),
+                    now,
+                );
             }
             None => self.close_ws(id, ws, stream, code, reason, now),
         }
@@ -963,16 +993,16 @@ impl Core {
         id: usize,
         ws: &mut Ws,
         stream: &mut Stream,
-        frame: &[u8],
+        frame: &Rc<[u8]>,
         now: Instant,
     ) -> bool {
-        if stream.out.len() + frame.len() > self.cfg.max_backlog_bytes {
+        if stream.queued() + frame.len() > self.cfg.max_backlog_bytes {
             self.metrics.slow_consumer_drops += 1;
             info!("closing slow consumer {id}");
             self.close_ws(id, ws, stream, close::SLOW_CONSUMER, "slow consumer", now);
             return false;
         }
-        match stream.send(frame) {
+        match stream.send_shared(frame) {
             Ok(()) => true,
             Err(_) => {
                 self.leave_open(id, ws, now, true);

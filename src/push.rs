@@ -9,6 +9,7 @@ use crate::ws;
 use serde_json::Value;
 use std::cell::OnceCell;
 use std::collections::HashSet;
+use std::rc::Rc;
 
 /// Which push endpoint a body was posted to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,8 +116,8 @@ pub struct Payload<'a> {
     message: &'a Value,
     /// Length of the raw message text (for the bytes-out counter).
     raw_len: usize,
-    raw: Vec<u8>,
-    envelope: OnceCell<Vec<u8>>,
+    raw: Rc<[u8]>,
+    envelope: OnceCell<Rc<[u8]>>,
 }
 
 impl<'a> Payload<'a> {
@@ -130,20 +131,20 @@ impl<'a> Payload<'a> {
             event,
             message,
             raw_len: text.len(),
-            raw: ws::data_frame(true, text.as_bytes()),
+            raw: Rc::from(ws::data_frame(true, text.as_bytes())),
             envelope: OnceCell::new(),
         }
     }
 
     /// The encoded frame for one connection; the envelope form is built on
     /// first use only, so pushes with no envelope clients never pay for it.
-    pub fn frame(&self, envelope: bool) -> &[u8] {
+    pub fn frame(&self, envelope: bool) -> &Rc<[u8]> {
         if !envelope {
             return &self.raw;
         }
         self.envelope.get_or_init(|| {
             let s = serde_json::json!({ "event": self.event, "message": self.message }).to_string();
-            ws::data_frame(true, s.as_bytes())
+            Rc::from(ws::data_frame(true, s.as_bytes()))
         })
     }
 
