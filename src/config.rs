@@ -440,7 +440,11 @@ pub fn help() -> String {
     ));
     s.push_str(
         "\nEndpoints: GET <ws-path> (WebSocket), POST <push-path>, POST /broadcast,\n\
-         POST /drop, GET /healthz, GET /metrics. Push endpoints answer loopback clients only.\n",
+         POST /drop, GET /healthz, GET /metrics; the demo page at / and the browser\n\
+         client at /wspush.js. Without --push-key, /push, /broadcast, /drop and\n\
+         /metrics answer loopback clients only; with it they need\n\
+         Authorization: Bearer KEY from anywhere. SIGHUP re-reads --auth-tokens.\n\n\
+         Also: wspush token --jwt-secret SECRET --sub USER [--ttl 1h]   prints a signed JWT\n",
     );
     s
 }

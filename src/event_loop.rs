@@ -609,7 +609,10 @@ impl Loop {
                 self.core.metrics.auth_failures += 1;
                 Err(Response::error(401, "unauthorized", json).with_header("WWW-Authenticate", "Bearer"))
             }
-            Verdict::Forbidden => Err(Response::error(403, auth::FORBIDDEN_BODY, json)),
+            Verdict::Forbidden => {
+                self.core.metrics.auth_failures += 1;
+                Err(Response::error(403, auth::FORBIDDEN_BODY, json))
+            }
         }
     }
 

@@ -1,9 +1,8 @@
 //! The `wspush` binary's command line: help, version, env twins, bad input.
 use crate::common::*;
-use std::process::Command;
 
 fn wspush(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wspush"))
+    command(env!("CARGO_BIN_EXE_wspush"))
         .args(args)
         .output()
         .expect("run wspush")

@@ -3,12 +3,13 @@
 //! Every blocking read has a timeout, so a stuck test fails instead of hanging.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
 
 /// How long any single expectation may wait.
@@ -63,15 +64,10 @@ pub fn start_with(f: impl FnOnce(wspush::Builder) -> wspush::Builder) -> TestSer
     }
 }
 
-/// Opens a WebSocket to `path` (e.g. "/ws" or "/ws?envelope=1").
+/// Opens a WebSocket to `path` (e.g. "/ws").
 #[track_caller]
 pub fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
-    let stream = TcpStream::connect(addr).expect("tcp connect");
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    let url = format!("ws://{addr}{path}");
-    let (ws, _resp) = tungstenite::client(url, stream).expect("websocket handshake");
-    ws
+    try_ws(addr, path, &[]).unwrap_or_else(|r| panic!("upgrade refused: {r:?}"))
 }
 
 #[track_caller]
@@ -102,7 +98,7 @@ pub fn register(ws: &mut Ws, token: &str, event: &str) {
 #[track_caller]
 pub fn read_text(ws: &mut Ws) -> String {
     loop {
-        match ws.read() {
+        match read_msg(ws) {
             Ok(Message::Text(t)) => return t.as_str().to_string(),
             Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
             other => panic!("expected a text message, got {other:?}"),
@@ -114,9 +110,8 @@ pub fn read_text(ws: &mut Ws) -> String {
 #[track_caller]
 pub fn expect_close(ws: &mut Ws) -> u16 {
     loop {
-        match ws.read() {
+        match read_msg(ws) {
             Ok(Message::Close(Some(frame))) => {
-                // Send the queued close reply, completing the handshake.
                 let _ = ws.flush();
                 return u16::from(frame.code);
             }
@@ -128,14 +123,26 @@ pub fn expect_close(ws: &mut Ws) -> u16 {
     }
 }
 
-/// Asserts nothing arrives for `for_how_long`.
+/// Asserts no message arrives for `for_how_long` (pings aside).
 #[track_caller]
 pub fn expect_silence(ws: &mut Ws, for_how_long: Duration) {
-    ws.get_mut().set_read_timeout(Some(for_how_long)).unwrap();
-    match ws.read() {
-        Err(tungstenite::Error::Io(e))
-            if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
-        other => panic!("expected nothing, got {other:?}"),
+    let deadline = Instant::now() + for_how_long;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        ws.get_mut().set_read_timeout(Some(left)).unwrap();
+        match ws.read() {
+            Err(e) if interrupted(&e) => continue,
+            Err(tungstenite::Error::Io(e))
+                if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut =>
+            {
+                break
+            }
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
+            other => panic!("expected nothing, got {other:?}"),
+        }
     }
     ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
 }
@@ -325,7 +332,7 @@ impl Drop for BinServer {
 /// or use `spawn_bin`), waits for `listening on ADDR`.
 #[track_caller]
 pub fn spawn_bin_raw(args: &[&str], envs: &[(&str, &str)]) -> BinServer {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wspush"));
+    let mut cmd = command(env!("CARGO_BIN_EXE_wspush"));
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
     for (k, v) in envs {
         cmd.env(k, v);
@@ -351,4 +358,120 @@ pub fn spawn_bin(extra: &[&str]) -> BinServer {
     let mut args = vec!["--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     spawn_bin_raw(&args, &[])
+}
+
+// ---- Surviving EINTR -------------------------------------------------------
+//
+// Helpers for the `auth_*` tests that survive `EINTR`.
+//
+// Why: a socket read with a timeout (`SO_RCVTIMEO`, which every test
+// client sets) is not restarted after a signal, even an ignored one. When a
+// thread of this test binary spawns a short-lived process with
+// `posix_spawn` (std's default), it blocks all signals until the child has
+// exec'd; if the child exits before the parent unblocks them (common on a
+// loaded 2-core machine), its SIGCHLD is not discarded but queued to the
+// process and wakes whichever test thread sits in `recv`, which then fails
+// with `EINTR` ("Interrupted system call"). `common.rs`'s WebSocket helpers
+// panic on that. So the auth tests (a) spawn their short-lived processes
+// through [`command`] (fork + exec: the parent never blocks signals), and
+// (b) read WebSockets through the retrying helpers below. The HTTP helpers
+// of `common.rs` are fine: std's `read_line`/`read_exact`/`read_to_end`
+// already retry `Interrupted`.
+
+/// `Command::new(program)` that spawns with fork + exec instead of
+/// `posix_spawn` (see the module comment).
+pub fn command(program: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(program);
+    // SAFETY: the closure does nothing; it only makes std use fork + exec.
+    unsafe {
+        cmd.pre_exec(|| Ok(()));
+    }
+    cmd
+}
+
+fn interrupted(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(io) if io.kind() == ErrorKind::Interrupted)
+}
+
+/// The next message, retrying reads a signal interrupted.
+pub fn read_msg(ws: &mut Ws) -> tungstenite::Result<Message> {
+    loop {
+        match ws.read() {
+            Err(e) if interrupted(&e) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The RFC 6455 §1.3 sample key and its accept value.
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// Reads an HTTP response head byte by byte (so no WebSocket bytes are
+/// swallowed), then a Content-Length body if the status is not 101.
+fn read_head(s: &mut TcpStream) -> HttpResponse {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(0) => panic!("EOF in the response head: {:?}", String::from_utf8_lossy(&head)),
+            Ok(_) => head.push(byte[0]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => panic!("reading the response head: {e}"),
+        }
+    }
+    let text = String::from_utf8(head).expect("utf-8 head");
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once(':').expect("header has a colon");
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    let mut resp = HttpResponse {
+        status,
+        headers,
+        body: String::new(),
+    };
+    if status != 101 {
+        let n: usize = resp
+            .header("Content-Length")
+            .map_or(0, |n| n.parse().expect("length"));
+        let mut body = vec![0; n];
+        s.read_exact(&mut body).expect("body");
+        resp.body = String::from_utf8(body).expect("utf-8 body");
+    }
+    resp
+}
+
+/// Opens a WebSocket to `path` with extra request headers; the refusal
+/// response when the server does not switch protocols.
+#[track_caller]
+pub fn try_ws(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Ws, HttpResponse> {
+    let mut s = TcpStream::connect(addr).expect("tcp connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write upgrade");
+    let resp = read_head(&mut s);
+    if resp.status != 101 {
+        return Err(resp);
+    }
+    assert_eq!(resp.header("Sec-WebSocket-Accept"), Some(ACCEPT), "{resp:?}");
+    Ok(tungstenite::WebSocket::from_raw_socket(s, Role::Client, None))
 }

@@ -4,11 +4,11 @@ use crate::common::*;
 
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// Runs curl with `args` (never through a proxy, bounded in time).
 fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
+    command("curl")
         .args(["-s", "--noproxy", "*", "--max-time", "5"])
         .args(args)
         .output()

@@ -5,7 +5,7 @@ use crate::common::*;
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
-use std::process::Command;
+
 use std::time::{Duration, Instant};
 
 /// SPEC: clients wait up to a second for the interim response.
@@ -164,7 +164,7 @@ fn curl_with_a_large_body_does_not_wait_a_second() {
     std::fs::write(&path, &body).unwrap();
 
     let started = Instant::now();
-    let out = Command::new("curl")
+    let out = command("curl")
         .args(["-s", "--noproxy", "*", "--max-time", "5", "-v"])
         .args(["-H", "Expect: 100-continue", "--data-binary"])
         .arg(format!("@{}", path.display()))

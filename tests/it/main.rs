@@ -6,6 +6,11 @@
 
 mod common;
 
+mod auth_jwt;
+mod auth_netns;
+mod auth_origins;
+mod auth_push_key;
+mod auth_token_file;
 mod bench_smoke;
 mod binary_cli;
 mod http_bodies;

@@ -3,7 +3,7 @@
 use crate::common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 struct Killed(Child);
@@ -38,7 +38,7 @@ fn out_of_descriptors_pauses_then_recovers() {
         "ulimit -n 40 && exec {} --listen 127.0.0.1:0 --register-timeout 0 --log-level warn",
         env!("CARGO_BIN_EXE_wspush")
     );
-    let mut child = Command::new("sh")
+    let mut child = command("sh")
         .args(["-c", &cmd])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -3,7 +3,7 @@ use crate::common::*;
 use std::time::{Duration, Instant};
 
 fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
+    let ok = command("kill")
         .args([sig, &pid.to_string()])
         .status()
         .expect("run kill")
