@@ -82,6 +82,7 @@ pub fn decode_chunked(buf: &[u8], max_body_bytes: usize) -> Result<Parsed<Vec<u8
 /// leading whitespace. After it only BWS and `;`-introduced extensions may
 /// follow; e.g. `5 5` is rejected rather than read as 5 or 55.
 fn parse_size_line(buf: &[u8], allowance: usize) -> Result<Option<(usize, usize)>, HttpError> {
+    let allowance = u64::try_from(allowance).unwrap_or(u64::MAX);
     let mut size: u64 = 0;
     let mut digits = 0;
     while let Some(d) = buf.get(digits).and_then(|&b| hex_value(b)) {
@@ -91,13 +92,14 @@ fn parse_size_line(buf: &[u8], allowance: usize) -> Result<Option<(usize, usize)
         }
         // Cannot overflow: at most 16 digits of 4 bits each.
         size = (size << 4) | u64::from(d);
+        // The value only grows as digits arrive, so an over-limit prefix is
+        // already conclusive. Checked per digit, so the verdict does not
+        // depend on how many more digits were read in the same call.
+        if size > allowance {
+            return Err(HttpError::BodyTooLarge);
+        }
     }
     let size = usize::try_from(size).map_err(|_| HttpError::BadRequest("chunk size overflows"))?;
-    // The value only grows as digits arrive, so an over-limit prefix is
-    // already conclusive.
-    if size > allowance {
-        return Err(HttpError::BodyTooLarge);
-    }
     if digits == buf.len() {
         return Ok(None);
     }
@@ -348,6 +350,23 @@ mod tests {
         assert_eq!(done(buf), (b"x".to_vec(), buf.len()));
         // Sixteen F's are fine syntactically but too large for any real limit.
         assert_eq!(err(b"FFFFFFFFFFFFFFFF\r\n"), HttpError::BodyTooLarge);
+    }
+
+    /// Found by fuzzing: a size over the limit gave 413 when the read ended
+    /// within its first 16 digits but 400 ("too many digits") when more had
+    /// arrived, so the answer depended on how the client's bytes were split.
+    #[test]
+    fn over_limit_size_is_too_large_however_many_digits_follow() {
+        let long = [b"3".as_slice(), &[b'D'; 39], b"\r\n5\r"].concat();
+        for cut in 2..=long.len() {
+            assert_eq!(
+                err_with(&long[..cut], 16),
+                HttpError::BodyTooLarge,
+                "cut at {cut}"
+            );
+        }
+        // Leading zeros never exceed a limit, so their count still decides.
+        assert!(is_bad_request(err_with(b"00000000000000000\r\n", 16)));
     }
 
     #[test]

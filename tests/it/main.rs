@@ -13,6 +13,7 @@ mod auth_push_key;
 mod auth_token_file;
 mod bench_smoke;
 mod binary_cli;
+mod fuzz_regressions;
 mod http_bodies;
 mod http_curl;
 mod http_errors;

@@ -1,0 +1,137 @@
+//! `parse_head` on arbitrary bytes, under three sets of limits.
+//!
+//! Beyond "no panic", it checks the properties the event loop relies on when
+//! it re-parses its growing read buffer after every read:
+//! - a `Done` never claims more bytes than the buffer (or the head limit) holds,
+//!   and what it claims ends with the line feed closing the head;
+//! - a `Done` is stable: the same head and length for the claimed bytes alone
+//!   and for the buffer with more bytes appended (a body, the next request);
+//! - every strict prefix of a claimed head is `Incomplete` (a head split across
+//!   reads is never rejected), and an error on a prefix is the same error on
+//!   the whole buffer (more bytes never turn a rejection into something else);
+//! - the parsed head respects the limits and the documented invariants.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wspush::http::request::{parse_head, BodyFraming, Head, HttpError, Limits, Parsed, Version};
+
+const LIMITS: [Limits; 3] = [
+    // The server's defaults.
+    Limits {
+        max_head_bytes: 8192,
+        max_headers: 64,
+        max_body_bytes: 64 << 10,
+    },
+    // Tight limits, so the limit paths are reached by small inputs.
+    Limits {
+        max_head_bytes: 96,
+        max_headers: 3,
+        max_body_bytes: 16,
+    },
+    // More header slots than fit on the stack, no body limit.
+    Limits {
+        max_head_bytes: 16384,
+        max_headers: 100,
+        max_body_bytes: usize::MAX,
+    },
+];
+
+/// Bytes appended to check that a `Done` does not depend on what follows.
+const TAILS: [&[u8]; 3] = [b"x", b"GET / HTTP/1.1\r\n\r\n", b"\r\n\r\n\n\0\xff"];
+
+type Outcome = Result<Parsed<Head>, HttpError>;
+
+/// `Head` has no `PartialEq`; its `Debug` form shows every field.
+fn same(a: &Outcome, b: &Outcome) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+fn check(buf: &[u8], limits: &Limits) {
+    let out = parse_head(buf, limits);
+
+    // A prefix cut where the input says: an error there must stay the same
+    // error, a `Done` there must be the same `Done` on the whole buffer.
+    if !buf.is_empty() {
+        let cut = usize::from(buf[0]) * buf.len() / 256;
+        let early = parse_head(&buf[..cut], limits);
+        match &early {
+            Ok(Parsed::Incomplete) => {}
+            Ok(Parsed::Done(..)) | Err(_) => assert!(
+                same(&early, &out),
+                "prefix of {cut} bytes gave {early:?}, whole buffer gave {out:?}"
+            ),
+        }
+    }
+
+    match &out {
+        Ok(Parsed::Incomplete) => {
+            assert!(
+                buf.len() <= limits.max_head_bytes,
+                "incomplete past the head limit"
+            );
+        }
+        Err(_) => {}
+        Ok(Parsed::Done(head, n)) => {
+            let n = *n;
+            assert!(n > 0 && n <= buf.len(), "consumed {n} of {} bytes", buf.len());
+            assert!(n <= limits.max_head_bytes, "consumed {n} past the head limit");
+            assert_eq!(buf[n - 1], b'\n', "head does not end with a line feed");
+            check_head(head, limits);
+
+            assert!(
+                same(&parse_head(&buf[..n], limits), &out),
+                "not stable without the tail"
+            );
+            for tail in TAILS {
+                let longer = [&buf[..n], tail].concat();
+                assert!(
+                    same(&parse_head(&longer, limits), &out),
+                    "not stable with {tail:?} appended"
+                );
+            }
+            // Every strict prefix is incomplete. Checking all of them is
+            // quadratic, so long heads get a sample.
+            let step = if n <= 512 { 1 } else { n / 256 };
+            let cuts = (0..n).step_by(step).chain(n.saturating_sub(8)..n);
+            for cut in cuts {
+                let r = parse_head(&buf[..cut], limits);
+                assert!(
+                    matches!(r, Ok(Parsed::Incomplete)),
+                    "prefix of {cut} bytes of a {n}-byte head gave {r:?}"
+                );
+            }
+        }
+    }
+}
+
+fn check_head(head: &Head, limits: &Limits) {
+    assert!(!head.method.is_empty());
+    assert!(head.path.starts_with('/'), "path {:?}", head.path);
+    assert!(!head.path.contains('?'), "path {:?}", head.path);
+    assert!(head.headers.len() <= limits.max_headers);
+    for (name, value) in &head.headers {
+        assert!(!name.is_empty());
+        assert_eq!(value.trim_matches([' ', '\t']), value, "value not trimmed");
+        assert!(
+            !value.contains(['\r', '\n', '\0']),
+            "control byte in value {value:?}"
+        );
+    }
+    match head.framing {
+        BodyFraming::Length(len) => assert!(len <= limits.max_body_bytes),
+        BodyFraming::Chunked => assert_eq!(head.version, Version::Http11),
+        BodyFraming::None => {}
+    }
+    if head.expect_continue {
+        assert_eq!(head.version, Version::Http11);
+    }
+    if head.header_has_token("connection", "close") {
+        assert!(!head.keep_alive);
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    for limits in &LIMITS {
+        check(data, limits);
+    }
+});
