@@ -6,7 +6,7 @@
 use crate::common::*;
 use data_encoding::BASE64;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -253,16 +253,7 @@ impl Piped {
             let _ = err.read_to_string(&mut s);
             s
         });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read first line");
-        let addr: SocketAddr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("address");
+        let addr: SocketAddr = listening_addr(&mut child);
         Piped {
             addr,
             child,

@@ -77,16 +77,7 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read first line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("address");
+        let addr = listening_addr(&mut child);
         Server { addr, child, stderr }
     }
 

@@ -338,18 +338,23 @@ pub fn spawn_bin_raw(args: &[&str], envs: &[(&str, &str)]) -> BinServer {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn wspush");
-    let stdout = child.stdout.take().expect("stdout");
+    let addr = listening_addr(&mut child);
+    BinServer { addr, child }
+}
+
+/// Reads the server's first stdout line, `listening on ADDR`, and returns ADDR.
+#[track_caller]
+pub fn listening_addr(child: &mut Child) -> SocketAddr {
+    let stdout = child.stdout.take().expect("stdout is piped");
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
         .expect("read first line");
-    let addr = line
-        .trim()
+    line.trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .parse()
-        .expect("address");
-    BinServer { addr, child }
+        .expect("address")
 }
 
 /// The real binary on a free loopback port.

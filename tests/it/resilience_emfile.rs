@@ -1,7 +1,7 @@
 //! Out of file descriptors: the server pauses accepting (no spin, no exit)
 //! and serves again as soon as descriptors come free.
 use crate::common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -44,16 +44,7 @@ fn out_of_descriptors_pauses_then_recovers() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .parse()
-        .unwrap();
+    let addr: SocketAddr = listening_addr(&mut child);
     let pid = child.id();
     let mut stderr = child.stderr.take().unwrap();
     let _guard = Killed(child);
