@@ -9,14 +9,12 @@
 // Run:   node --test --experimental-websocket web/test/
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { ROOT, buildServerBinary, makeWaitFor, post, startServer, stopServers } from "../test-support.mjs";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(process.env.CARGO_TARGET_DIR || join(ROOT, "target"), "release", "wspush");
 const SCREENSHOT = process.env.WSPUSH_SCREENSHOT || join(ROOT, "target", "wspush-demo.png");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const ARGS = [
@@ -39,22 +37,16 @@ const skip = !chromium
     ? `no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM=/path/to/chromium)`
     : false;
 
-const servers = [];
+// Browser-only: user data dirs and token files, removed after the servers stop.
 const dirs = [];
 
 before(() => {
   if (skip) return;
-  const r = spawnSync("cargo", ["build", "--release", "--bin", "wspush"], { cwd: ROOT, encoding: "utf8" });
-  if (r.error || r.status !== 0) throw new Error("cargo build --release failed:\n" + (r.stderr || r.error));
+  buildServerBinary();
 });
 
 after(async () => {
-  for (const p of servers) {
-    if (p.exitCode === null && p.signalCode === null) {
-      p.kill("SIGTERM");
-      await new Promise((r) => p.once("exit", r));
-    }
-  }
+  await stopServers();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -62,35 +54,6 @@ function tempDir(prefix) {
   const d = mkdtempSync(join(tmpdir(), prefix));
   dirs.push(d);
   return d;
-}
-
-// Starts a server; resolves to its address once it prints "listening on ADDR".
-function startServer(...args) {
-  const p = spawn(BIN, ["--listen", "127.0.0.1:0", "--log-level", "warn", ...args], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  servers.push(p);
-  return new Promise((resolve, reject) => {
-    let out = "";
-    p.stdout.setEncoding("utf8");
-    p.stdout.on("data", (d) => {
-      out += d;
-      const m = /listening on (\S+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    p.once("exit", (code) => reject(new Error(`server exited (${code}) before listening:\n${out}`)));
-    p.once("error", reject);
-  });
-}
-
-async function post(addr, path, body) {
-  const r = await fetch(`http://${addr}${path}`, {
-    method: "POST",
-    headers: { accept: "application/json" },
-    body: JSON.stringify(body),
-  });
-  assert.equal(r.status, 200, `${path} answered ${r.status}`);
-  return r.json();
 }
 
 // The server's /metrics as { name: number }.
@@ -105,13 +68,7 @@ async function metrics(addr) {
   return m;
 }
 
-async function waitFor(what, cond, ms = 20000) {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error("timed out waiting for " + what);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const waitFor = makeWaitFor({ timeout: 20000, interval: 25 });
 
 // Pushes until the server reaches n connections (e.g. after a re-register).
 async function pushUntilSent(addr, body, n = 1) {

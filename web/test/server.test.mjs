@@ -5,70 +5,22 @@
 // Run: node --test --experimental-websocket web/test/
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { connect } from "../wspush.mjs";
+import { buildServerBinary, makeWaitFor, post, startServer, stopServers } from "../test-support.mjs";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(process.env.CARGO_TARGET_DIR || join(ROOT, "target"), "release", "wspush");
 const noWebSocket = typeof WebSocket != "function" && "no global WebSocket: run node with --experimental-websocket";
-
-const servers = [];
 
 before(() => {
   if (noWebSocket) return;
-  const r = spawnSync("cargo", ["build", "--release", "--bin", "wspush"], { cwd: ROOT, encoding: "utf8" });
-  if (r.error || r.status !== 0) throw new Error("cargo build --release failed:\n" + (r.stderr || r.error));
+  buildServerBinary();
 });
 
-after(async () => {
-  for (const p of servers) {
-    if (p.exitCode === null) {
-      p.kill("SIGTERM");
-      await new Promise((r) => p.once("exit", r));
-    }
-  }
-});
+after(stopServers);
 
-// Starts a server; resolves to its address once it prints "listening on ADDR".
-function startServer(...args) {
-  const p = spawn(BIN, ["--listen", "127.0.0.1:0", "--log-level", "warn", ...args], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  servers.push(p);
-  return new Promise((resolve, reject) => {
-    let out = "";
-    p.stdout.setEncoding("utf8");
-    p.stdout.on("data", (d) => {
-      out += d;
-      const m = /listening on (\S+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    p.once("exit", (code) => reject(new Error(`server exited (${code}) before listening:\n${out}`)));
-    p.once("error", reject);
-  });
-}
-
-async function post(addr, path, body) {
-  const r = await fetch(`http://${addr}${path}`, {
-    method: "POST",
-    headers: { accept: "application/json" },
-    body: JSON.stringify(body),
-  });
-  assert.equal(r.status, 200, `${path} answered ${r.status}`);
-  return r.json();
-}
-
-async function waitFor(what, cond, ms = 10000) {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error("timed out waiting for " + what);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const waitFor = makeWaitFor({ timeout: 10000, interval: 10 });
 
 // Pushes until the server reaches n connections (e.g. after a re-register).
 async function pushUntilSent(addr, body, n = 1) {
