@@ -60,12 +60,8 @@ pub fn upgrade_request(addr: SocketAddr) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Connects from 127.0.0.(2 + i % 250), so ephemeral ports never run out.
-pub fn connect_from(i: usize, to: SocketAddr) -> io::Result<TcpStream> {
-    connect_with(i, to, None)
-}
-
-/// `connect_from`, optionally with a small receive buffer (set before the
+/// Connects from 127.0.0.(2 + i % 250), so ephemeral ports never run out;
+/// optionally with a small receive buffer (set before the
 /// connect, so the advertised window stays small: a slow reader).
 pub fn connect_with(i: usize, to: SocketAddr, rcvbuf: Option<usize>) -> io::Result<TcpStream> {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
@@ -175,42 +171,56 @@ impl FrameReader {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Bytes received but not yet taken as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
     /// The next whole frame, if one has arrived.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, String> {
         let b = &self.buf[self.start..];
-        if b.len() < 2 {
+        let Some((head, payload)) = frame_at(b)? else {
             return Ok(None);
-        }
-        if b[0] & 0x70 != 0 {
-            return Err(format!("reserved bits set in frame header {:#04x}", b[0]));
-        }
-        if b[1] & 0x80 != 0 {
-            return Err("server sent a masked frame".into());
-        }
-        let (len, head) = match b[1] & 0x7f {
-            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-            127 if b.len() >= 10 => {
-                let mut n = [0u8; 8];
-                n.copy_from_slice(&b[2..10]);
-                (u64::from_be_bytes(n) as usize, 10)
-            }
-            126 | 127 => return Ok(None),
-            n => (n as usize, 2),
         };
-        if len > 16 * 1024 * 1024 {
-            return Err(format!("frame of {len} bytes"));
-        }
-        if b.len() < head + len {
-            return Ok(None);
-        }
         let f = Frame {
-            fin: b[0] & 0x80 != 0,
-            opcode: b[0] & 0x0f,
-            payload: b[head..head + len].to_vec(),
+            fin: head & 0x80 != 0,
+            opcode: head & 0x0f,
+            payload: b[payload.clone()].to_vec(),
         };
-        self.start += head + len;
+        self.start += payload.end;
         Ok(Some(f))
     }
+}
+
+/// The server frame at the start of `b` (unmasked, no reserved bits): its
+/// first byte (FIN and opcode) and where its payload is; None until whole.
+pub fn frame_at(b: &[u8]) -> Result<Option<(u8, std::ops::Range<usize>)>, String> {
+    if b.len() < 2 {
+        return Ok(None);
+    }
+    if b[0] & 0x70 != 0 {
+        return Err(format!("reserved bits set in frame header {:#04x}", b[0]));
+    }
+    if b[1] & 0x80 != 0 {
+        return Err("server sent a masked frame".into());
+    }
+    let (len, head) = match b[1] & 0x7f {
+        126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+        127 if b.len() >= 10 => {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&b[2..10]);
+            (u64::from_be_bytes(n) as usize, 10)
+        }
+        126 | 127 => return Ok(None),
+        n => (n as usize, 2),
+    };
+    if len > 16 * 1024 * 1024 {
+        return Err(format!("frame of {len} bytes"));
+    }
+    if b.len() < head + len {
+        return Ok(None);
+    }
+    Ok(Some((b[0], head..head + len)))
 }
 
 /// A read timeout shows as WouldBlock or TimedOut depending on the platform.
@@ -225,21 +235,6 @@ fn read_error(what: &str, e: &io::Error) -> String {
     } else {
         format!("{what}: {e}")
     }
-}
-
-/// POSTs on a fresh connection (closed after) and returns the body.
-pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    Ok(out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }
 
 /// A keep-alive HTTP/1.1 connection; one request at a time.
@@ -286,39 +281,14 @@ impl HttpConn {
 
     fn read_response(&mut self) -> Result<(u16, String), String> {
         let mut chunk = [0u8; 4096];
-        let head_end = loop {
-            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p + 4;
-            }
-            if self.buf.len() > 16 * 1024 {
-                return Err("response head too long".into());
+        loop {
+            if let Some(r) = parse_response(&self.buf)? {
+                let body = String::from_utf8_lossy(&r.body).into_owned();
+                self.buf.drain(..r.len);
+                return Ok((r.status, body));
             }
             self.fill(&mut chunk)?;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        let status: u16 = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("bad status line in {head:?}"))?;
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
-        if len > 1024 * 1024 {
-            return Err(format!("response body of {len} bytes"));
         }
-        while self.buf.len() < head_end + len {
-            self.fill(&mut chunk)?;
-        }
-        let body = String::from_utf8_lossy(&self.buf[head_end..head_end + len]).into_owned();
-        self.buf.drain(..head_end + len);
-        Ok((status, body))
     }
 
     fn fill(&mut self, chunk: &mut [u8]) -> Result<(), String> {
@@ -329,6 +299,115 @@ impl HttpConn {
                 Ok(())
             }
             Err(e) => Err(read_error("read response", &e)),
+        }
+    }
+}
+
+/// One whole HTTP response at the start of a buffer.
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+    /// Bytes the response takes in the buffer (head and body).
+    pub len: usize,
+}
+
+/// Parses the first response in `buf`: None until all of it has arrived.
+/// Bodies with `Content-Length` or `Transfer-Encoding: chunked` (node's
+/// http module answers chunked).
+pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, String> {
+    let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if buf.len() > 16 * 1024 {
+            Err("response head too long".into())
+        } else {
+            Ok(None)
+        };
+    };
+    let head_end = p + 4;
+    let head = std::str::from_utf8(&buf[..p]).map_err(|_| "response head is not UTF-8".to_string())?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line in {head:?}"))?;
+    let header = |name: &str| {
+        head.split("\r\n").find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    };
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        return Ok(dechunk(&buf[head_end..])?.map(|(body, n)| Response {
+            status,
+            body,
+            len: head_end + n,
+        }));
+    }
+    let len: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
+    if len > 1024 * 1024 {
+        return Err(format!("response body of {len} bytes"));
+    }
+    if buf.len() < head_end + len {
+        return Ok(None);
+    }
+    Ok(Some(Response {
+        status,
+        body: buf[head_end..head_end + len].to_vec(),
+        len: head_end + len,
+    }))
+}
+
+/// Decodes a chunked body at the start of `b`: the body and the bytes it
+/// took, or None until all of it has arrived. Trailers are skipped.
+fn dechunk(b: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
+    let mut body = Vec::new();
+    let mut pos = 0;
+    let line_at = |pos: usize| b[pos..].windows(2).position(|w| w == b"\r\n").map(|e| pos + e);
+    loop {
+        let Some(eol) = line_at(pos) else { return Ok(None) };
+        let size_text = std::str::from_utf8(&b[pos..eol]).map_err(|_| "bad chunk size".to_string())?;
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        pos = eol + 2;
+        if size == 0 {
+            // Trailer lines up to an empty one.
+            loop {
+                let Some(eol) = line_at(pos) else { return Ok(None) };
+                let empty = eol == pos;
+                pos = eol + 2;
+                if empty {
+                    return Ok(Some((body, pos)));
+                }
+            }
+        }
+        if body.len() + size > 1024 * 1024 {
+            return Err("chunked response body over 1 MiB".into());
+        }
+        if b.len() < pos + size + 2 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&b[pos..pos + size]);
+        pos += size + 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_with_length_or_chunks() {
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP")
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.status, &r.body[..], r.len), (200, &b"hi"[..], 40));
+        let full = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let r = parse_response(full).unwrap().unwrap();
+        assert_eq!((&r.body[..], r.len), (&b"abcde"[..], full.len()));
+        for cut in 0..full.len() {
+            assert!(parse_response(&full[..cut]).unwrap().is_none(), "cut at {cut}");
         }
     }
 }

@@ -1,51 +1,59 @@
-//! Scenario `idle`: N registered connections held open; server RSS per
-//! connection, and a sample of users must each receive a push.
+//! Scenario `idle`: N registered connections held open; the time to open
+//! them, server RSS per connection, then a push to every user, each of
+//! which must arrive on its own connection.
 
-use crate::client::{connect_from, http_post, read_until_ack, text_frame, upgrade_request};
+use crate::client::{FrameReader, HttpConn, OP_PING, OP_PONG, OP_TEXT};
+use crate::fleet::{self, Ack, Plan};
+use crate::measure::{opt, CpuMeter, CpuUse};
 use crate::procfs::rss_kib;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 pub const USAGE: &str =
-    "usage: wspush-bench idle --addr HOST:PORT [--conns N] [--pid PID] [--in-flight K] [--json]\n\
-     Opens N registered connections (default 1000), K handshakes at a time (default 100),\n\
-     and reports connect+register time and, with --pid, server RSS per connection.";
+    "usage: wspush-bench idle --addr HOST:PORT [--conns N] [--pid PID] [--in-flight K] [--ack id|none] [--json]\n\
+     Opens N registered connections (default 1000), each its own user, K handshakes at a\n\
+     time (default 100), and reports connect+register time and, with --pid, server RSS per\n\
+     connection. --ack id (default) waits for each register's id reply (wspush); --ack none\n\
+     registers without an id and waits for the 101 only (servers without id replies).\n\
+     Then every user gets a push, which must arrive on its connection.";
 
 pub struct Args {
     addr: SocketAddr,
     conns: usize,
     pid: Option<u32>,
     in_flight: usize,
+    ack: Ack,
     json: bool,
 }
 
 /// Parses the flags that follow `idle`.
 pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut addr = None;
     let mut a = Args {
         addr: SocketAddr::from(([127, 0, 0, 1], 12345)),
         conns: 1000,
         pid: None,
         in_flight: 100,
+        ack: Ack::Id,
         json: false,
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--addr" => addr = Some(val()?.parse().map_err(|e| format!("--addr: {e}"))?),
+            "--addr" => a.addr = val()?.parse().map_err(|e| format!("--addr: {e}"))?,
             "--conns" => a.conns = val()?.parse().map_err(|e| format!("--conns: {e}"))?,
             "--pid" => a.pid = Some(val()?.parse().map_err(|e| format!("--pid: {e}"))?),
             "--in-flight" => a.in_flight = val()?.parse().map_err(|e| format!("--in-flight: {e}"))?,
+            "--ack" => a.ack = Ack::parse(&val()?)?,
             "--json" => a.json = true,
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
-    if let Some(addr) = addr {
-        a.addr = addr;
-    }
     if !a.addr.ip().is_loopback() {
         return Err("only loopback targets are allowed".into());
+    }
+    if !(1..=20_000).contains(&a.conns) {
+        return Err("--conns must be in 1..=20000".into());
     }
     a.in_flight = a.in_flight.max(1);
     Ok(a)
@@ -53,72 +61,127 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
 
 pub fn run(a: &Args) -> Result<(), String> {
     let rss_before = a.pid.and_then(rss_kib);
+    let cpu = CpuMeter::start(a.pid);
     let start = Instant::now();
-    let mut conns: Vec<TcpStream> = Vec::with_capacity(a.conns);
-    let mut i = 0;
-    while i < a.conns {
-        let batch = a.in_flight.min(a.conns - i);
-        let mut wave = Vec::with_capacity(batch);
-        for j in i..i + batch {
-            let mut s = connect_from(j, a.addr).map_err(|e| format!("connect {j}: {e}"))?;
-            let mut req = upgrade_request(a.addr);
-            let cmd = format!(r#"{{"token":"u{j}","event":"e","id":1}}"#);
-            req.extend(text_frame(&cmd, [1, 2, 3, (j % 251) as u8]));
-            s.write_all(&req).map_err(|e| format!("write {j}: {e}"))?;
-            wave.push(s);
-        }
-        for (k, s) in wave.iter_mut().enumerate() {
-            read_until_ack(s).map_err(|e| format!("connection {}: {e}", i + k))?;
-        }
-        conns.extend(wave);
-        i += batch;
-    }
+    let mut conns = fleet::connect_all(a.addr, a.conns, a.in_flight, a.ack, |j| Plan {
+        token: format!("u{j}"),
+        event: "e",
+        rcvbuf: None,
+    })?;
     let elapsed = start.elapsed();
+    let cpu = cpu.stop_at(Instant::now());
     // Let the allocator settle and the server finish its last writes.
     std::thread::sleep(Duration::from_millis(300));
     let rss_after = a.pid.and_then(rss_kib);
-    // Correctness: a sample of users must each receive exactly one push.
-    let step = (a.conns / 10).max(1);
-    for j in (0..a.conns).step_by(step) {
-        let body = format!(r#"{{"userId":"u{j}","event":"e","message":"m{j}"}}"#);
-        let resp = http_post(a.addr, "/push", &body)?;
-        if resp != "message sent to 1 clients" {
-            return Err(format!("push to u{j}: {resp:?}"));
-        }
-        let mut frame = [0u8; 64];
-        let want = format!("m{j}");
-        let n = conns[j]
-            .read(&mut frame)
-            .map_err(|e| format!("read push u{j}: {e}"))?;
-        if n < 2 || &frame[2..n] != want.as_bytes() {
-            return Err(format!("u{j} got {:?}", &frame[..n]));
+
+    // Correctness: every user gets a push of its own, on its connection.
+    let mut http = HttpConn::connect(a.addr)?;
+    for j in 0..a.conns {
+        fleet::probe(
+            &mut http,
+            &format!("u{j}"),
+            "e",
+            &format!("m{j}"),
+            1,
+            Duration::from_secs(5),
+        )?;
+    }
+    for (j, s) in conns.iter_mut().enumerate() {
+        let got = read_text(s).map_err(|e| format!("u{j}: {e}"))?;
+        if got != format!("m{j}").as_bytes() {
+            return Err(format!("u{j} got {:?}", String::from_utf8_lossy(&got)));
         }
     }
+    let rss_pushed = a.pid.and_then(rss_kib);
+
     let per_conn = match (rss_before, rss_after) {
         (Some(b), Some(x)) => Some((x.saturating_sub(b)) as f64 / a.conns as f64),
         _ => None,
     };
+    let r = Report {
+        a,
+        elapsed,
+        cpu,
+        rss_before,
+        rss_after,
+        rss_pushed,
+        per_conn,
+    };
     if a.json {
-        println!(
-            "{{\"scenario\":\"idle\",\"conns\":{},\"connect_register_s\":{:.3},\"rss_before_kib\":{},\"rss_after_kib\":{},\"rss_per_conn_kib\":{}}}",
-            a.conns,
-            elapsed.as_secs_f64(),
-            rss_before.map_or("null".into(), |v| v.to_string()),
-            rss_after.map_or("null".into(), |v| v.to_string()),
-            per_conn.map_or("null".into(), |v| format!("{v:.3}")),
-        );
+        r.json();
     } else {
+        r.human();
+    }
+    Ok(())
+}
+
+/// Reads one text message (answering nothing, skipping pings); anything
+/// else after it is an error.
+fn read_text(s: &mut TcpStream) -> Result<Vec<u8>, String> {
+    let mut fr = FrameReader::default();
+    let mut chunk = [0u8; 512];
+    loop {
+        while let Some(f) = fr.next_frame()? {
+            match f.opcode {
+                OP_TEXT if f.fin && fr.buffered() == 0 => return Ok(f.payload),
+                OP_TEXT => return Err("more than the one message".into()),
+                OP_PING | OP_PONG => {}
+                op => return Err(format!("unexpected opcode {op:#x}")),
+            }
+        }
+        let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("connection closed by the server".into());
+        }
+        fr.feed(&chunk[..n]);
+    }
+}
+
+struct Report<'a> {
+    a: &'a Args,
+    elapsed: Duration,
+    cpu: CpuUse,
+    rss_before: Option<u64>,
+    rss_after: Option<u64>,
+    rss_pushed: Option<u64>,
+    per_conn: Option<f64>,
+}
+
+impl Report<'_> {
+    fn human(&self) {
+        let a = self.a;
         println!("scenario              idle");
         println!("connections           {}", a.conns);
         println!(
-            "connect + register    {:.3} s ({} in flight)",
-            elapsed.as_secs_f64(),
-            a.in_flight
+            "connect + register    {:.3} s ({} in flight, ack {})",
+            self.elapsed.as_secs_f64(),
+            a.in_flight,
+            a.ack.name()
         );
-        if let (Some(b), Some(x), Some(p)) = (rss_before, rss_after, per_conn) {
+        if let (Some(b), Some(x), Some(p)) = (self.rss_before, self.rss_after, self.per_conn) {
             println!("server RSS            {b} KiB -> {x} KiB");
             println!("RSS per connection    {p:.3} KiB");
         }
+        if let Some(x) = self.rss_pushed {
+            println!("RSS after a push each {x} KiB");
+        }
+        self.cpu.print("connection", a.conns as u64);
     }
-    Ok(())
+
+    fn json(&self) {
+        let a = self.a;
+        let num = |v: Option<u64>| v.map_or("null".into(), |v| v.to_string());
+        println!(
+            "{{\"scenario\":\"idle\",\"conns\":{},\"ack\":\"{}\",\"connect_register_s\":{:.3},\"rss_before_kib\":{},\
+             \"rss_after_kib\":{},\"rss_per_conn_kib\":{},\"rss_after_push_kib\":{},{}}}",
+            a.conns,
+            a.ack.name(),
+            self.elapsed.as_secs_f64(),
+            num(self.rss_before),
+            num(self.rss_after),
+            opt(self.per_conn, 3),
+            num(self.rss_pushed),
+            self.cpu.json(a.conns as u64),
+        );
+    }
 }

@@ -16,20 +16,41 @@
 //!
 //!     wspush-bench soak --addr 127.0.0.1:12345 --pid PID --seconds 60
 //!
+//! Scenario `fanout`: one user with N connections, M sequential pushes;
+//! messages/s, per-message latency, server CPU per message (`fanout.rs`).
+//!
+//!     wspush-bench fanout --addr 127.0.0.1:12345 --conns 10000 --pushes 200 --pid PID
+//!
+//! Scenario `pushrate`: U users, K keep-alive push connections as fast as
+//! the answers come for S seconds; pushes/s, round trip, server CPU per
+//! push (`pushrate.rs`).
+//!
+//!     wspush-bench pushrate --addr 127.0.0.1:12345 --users 1000 --http-conns 4 --seconds 10 --pid PID
+//!
+//! Every scenario reports the tool's own CPU time and flags a run where it
+//! used over 90 % of a core (the tool may then have been the limit).
+//! `idle`, `fanout` and `pushrate` also drive servers without `id` replies
+//! (the seed and the peers): see `--ack` and `fleet.rs`. Human table by
+//! default, one JSON line with `--json`.
+//!
 //! Source addresses are spread over 127.0.0.2-127.0.0.251 so ephemeral
 //! ports never run out. Only loopback targets are accepted.
 
 mod churn;
 mod client;
+mod fanout;
+mod fleet;
 mod idle;
+mod measure;
 mod procfs;
+mod pushrate;
 mod soak;
 mod stayer;
 
 use std::process::ExitCode;
 
 fn usage() -> String {
-    format!("{}\n\n{}", idle::USAGE, soak::USAGE)
+    [idle::USAGE, fanout::USAGE, pushrate::USAGE, soak::USAGE].join("\n\n")
 }
 
 /// Reads the scenario name and hands the remaining flags to its parser.
@@ -37,6 +58,8 @@ fn run(mut it: impl Iterator<Item = String>) -> Result<(), String> {
     match it.next().as_deref() {
         Some("idle") => idle::run(&idle::parse(it)?),
         Some("soak") => soak::run(&soak::parse(it)?),
+        Some("fanout") => fanout::run(&fanout::parse(it)?),
+        Some("pushrate") => pushrate::run(&pushrate::parse(it)?),
         Some("-h") | Some("--help") | None => Err(usage()),
         Some(other) => Err(format!("unknown scenario {other:?}\n{}", usage())),
     }

@@ -16,6 +16,7 @@
 
 use crate::churn::{self, Kind, KINDS};
 use crate::client::HttpConn;
+use crate::measure::json_string;
 use crate::procfs::{cpu_seconds, fd_count, rss_anon_kib, rss_kib};
 use crate::stayer::{self, Shared};
 use std::net::SocketAddr;
@@ -715,20 +716,4 @@ impl Report<'_> {
             failures.join(","),
         );
     }
-}
-
-/// A JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

@@ -5,9 +5,9 @@
 //! to queue for them (but never near its backlog limit).
 
 use crate::client::{
-    close_frame, connect_with, frame, read_until_ack, text_frame, timed_out, upgrade_request, Frame,
-    FrameReader, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
+    close_frame, frame, timed_out, Frame, FrameReader, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
 };
+use crate::fleet::{self, Ack, Plan};
 use crate::soak::Rng;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -51,27 +51,12 @@ pub struct Shared {
 /// Connects and registers `n` stayers, `in_flight` handshakes at a time.
 /// Every tenth one (i % 10 == 9) is a slow reader.
 pub fn connect_all(addr: SocketAddr, n: usize, in_flight: usize) -> Result<Vec<TcpStream>, String> {
-    let mut out = Vec::with_capacity(n);
-    let mut i = 0;
-    while i < n {
-        let batch = in_flight.min(n - i);
-        let mut wave = Vec::with_capacity(batch);
-        for j in i..i + batch {
-            let rcvbuf = is_slow(j).then_some(SLOW_RCVBUF);
-            let mut s = connect_with(j, addr, rcvbuf).map_err(|e| format!("stayer {j}: connect: {e}"))?;
-            let mut req = upgrade_request(addr);
-            let cmd = format!(r#"{{"token":"stay{j}","event":"s","id":1}}"#);
-            req.extend(text_frame(&cmd, mask(j)));
-            s.write_all(&req).map_err(|e| format!("stayer {j}: write: {e}"))?;
-            wave.push(s);
-        }
-        for (k, s) in wave.iter_mut().enumerate() {
-            read_until_ack(s).map_err(|e| format!("stayer {}: {e}", i + k))?;
-        }
-        out.extend(wave);
-        i += batch;
-    }
-    Ok(out)
+    fleet::connect_all(addr, n, in_flight, Ack::Id, |j| Plan {
+        token: format!("stay{j}"),
+        event: "s",
+        rcvbuf: is_slow(j).then_some(SLOW_RCVBUF),
+    })
+    .map_err(|e| format!("stayers: {e}"))
 }
 
 pub fn is_slow(i: usize) -> bool {

@@ -1,7 +1,8 @@
 //! The load tool (`wspush-bench`, workspace member `bench/`) against the real
-//! server binary: a small `idle` and a short `soak` must pass, so the tool
-//! and the server keep agreeing. The tool is another package, so its binary
-//! is found under the target directory (and built there if missing).
+//! server binary: small runs of every scenario (`idle`, `fanout`, `pushrate`,
+//! `soak`) must pass, so the tool and the server keep agreeing. The tool is
+//! another package, so its binary is built (once per test run, a no-op when
+//! it is up to date) and found under the target directory.
 
 use crate::common::spawn_bin;
 use std::io::Read;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// `<target>/release/wspush-bench`, built with `cargo build --release -p
-/// wspush-bench` first if it does not exist.
+/// wspush-bench` first so it is never stale.
 fn bench_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -23,17 +24,15 @@ fn bench_bin() -> PathBuf {
         let target =
             std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d));
         let bin = target.join("release").join("wspush-bench");
-        if !bin.exists() {
-            let cargo = std::env::var_os("CARGO")
-                .or_else(|| option_env!("CARGO").map(Into::into))
-                .unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "--release", "-p", "wspush-bench"])
-                .current_dir(&root)
-                .status()
-                .expect("run cargo build");
-            assert!(status.success(), "cargo build --release -p wspush-bench failed");
-        }
+        let cargo = std::env::var_os("CARGO")
+            .or_else(|| option_env!("CARGO").map(Into::into))
+            .unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "-q", "-p", "wspush-bench"])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --release -p wspush-bench failed");
         assert!(bin.exists(), "{} is missing after the build", bin.display());
         bin
     })
@@ -105,6 +104,95 @@ fn idle_scenario_passes_against_the_binary() {
     assert_eq!(v["scenario"], "idle");
     assert_eq!(v["conns"], 50);
     assert!(v["rss_per_conn_kib"].is_number(), "{v}");
+
+    // Without ids, as against the peers: registrations confirmed by pushes.
+    let out = expect_success(&[
+        "idle", "--addr", &addr, "--conns", "30", "--ack", "none", "--pid", &pid, "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(v["ack"], "none", "{v}");
+    assert!(v["bench_cpu_share"].is_number(), "{v}");
+}
+
+#[test]
+fn fanout_scenario_passes_against_the_binary() {
+    let server = spawn_bin(&[]);
+    let addr = server.addr.to_string();
+    let pid = server.child.id().to_string();
+    let out = expect_success(&[
+        "fanout", "--addr", &addr, "--conns", "20", "--pushes", "5", "--pid", &pid,
+    ]);
+    assert!(out.contains("scenario              fanout\n"), "{out}");
+    assert!(out.contains("messages/s"), "{out}");
+    assert!(out.contains("result                ok\n"), "{out}");
+
+    let out = expect_success(&[
+        "fanout", "--addr", &addr, "--conns", "20", "--pushes", "5", "--pid", &pid, "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(v["scenario"], "fanout");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["messages"], 100, "{v}");
+    assert_eq!(v["failures"], serde_json::json!([]), "{v}");
+    for k in [
+        "msgs_per_s",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "latency_max_ms",
+        "server_cpu_s",
+    ] {
+        assert!(v[k].is_number(), "{k}: {v}");
+    }
+}
+
+#[test]
+fn pushrate_scenario_passes_against_the_binary() {
+    let server = spawn_bin(&[]);
+    let addr = server.addr.to_string();
+    let pid = server.child.id().to_string();
+    let out = expect_success(&[
+        "pushrate",
+        "--addr",
+        &addr,
+        "--users",
+        "20",
+        "--http-conns",
+        "2",
+        "--seconds",
+        "1",
+        "--pid",
+        &pid,
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(v["scenario"], "pushrate");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["failures"], serde_json::json!([]), "{v}");
+    let pushes = v["pushes"].as_u64().expect("pushes");
+    assert!(pushes >= 20, "only {pushes} pushes in a second: {v}");
+    assert_eq!(v["delivered"].as_u64(), Some(pushes), "{v}");
+    assert!(v["push_rtt_p99_ms"].is_number(), "{v}");
+}
+
+#[test]
+fn bench_refuses_non_loopback_targets_and_more_push_conns_than_users() {
+    let o = run_bench(&["fanout", "--addr", "10.0.0.1:12345"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("loopback"), "{o:?}");
+    let o = run_bench(&[
+        "pushrate",
+        "--addr",
+        "127.0.0.1:9",
+        "--users",
+        "2",
+        "--http-conns",
+        "4",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--http-conns"),
+        "{o:?}"
+    );
 }
 
 #[test]
