@@ -21,7 +21,7 @@ use tungstenite::protocol::WebSocketContext;
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Bytes read per `read()` call on an HTTP connection.
-const READ_CHUNK: usize = 4096;
+pub const READ_CHUNK: usize = 4096;
 
 /// A piece of the outbound queue: bytes of our own, or a pushed frame
 /// shared with every other connection it went to.
@@ -304,17 +304,24 @@ pub enum ReadStatus {
 }
 
 /// Reads into `buf` until the socket would block or `buf` reaches `cap`.
-pub fn read_into(tcp: &mut TcpStream, buf: &mut Vec<u8>, cap: usize) -> io::Result<ReadStatus> {
+/// `scratch` is the loop's one read buffer, initialised once: reading into
+/// it and copying only what arrived avoids zero-filling a fresh 4 KiB of
+/// `buf` before every read (a third of the work of a push, profiled).
+pub fn read_into(
+    tcp: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    cap: usize,
+    scratch: &mut [u8],
+) -> io::Result<ReadStatus> {
     let mut progress = false;
     while buf.len() < cap {
-        let len = buf.len();
-        let want = READ_CHUNK.min(cap - len);
-        buf.resize(len + want, 0);
-        let r = tcp.read(&mut buf[len..]);
-        buf.truncate(len + *r.as_ref().unwrap_or(&0));
-        match r {
+        let want = scratch.len().min(cap - buf.len());
+        match tcp.read(&mut scratch[..want]) {
             Ok(0) => return Ok(ReadStatus::Eof),
-            Ok(_) => progress = true,
+            Ok(n) => {
+                buf.extend_from_slice(&scratch[..n]);
+                progress = true;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

@@ -94,6 +94,8 @@ struct Core {
     timers: Timers,
     hooks: Hooks,
     statics: Vec<StaticFile>,
+    /// The one buffer every HTTP read lands in first (see `conn::read_into`).
+    read_scratch: Box<[u8]>,
     next_serial: u64,
     shutting_down: bool,
 }
@@ -175,6 +177,7 @@ impl Loop {
                 timers: Timers::new(),
                 hooks,
                 statics: static_files::files(),
+                read_scratch: vec![0; conn::READ_CHUNK].into_boxed_slice(),
                 next_serial: 0,
                 shutting_down: false,
             },
@@ -463,7 +466,12 @@ impl Loop {
             }
             let mut progress = false;
             if !http.read_closed {
-                match conn::read_into(&mut conn.stream.tcp, &mut http.inbuf, cap) {
+                match conn::read_into(
+                    &mut conn.stream.tcp,
+                    &mut http.inbuf,
+                    cap,
+                    &mut self.core.read_scratch,
+                ) {
                     Err(_) => return false,
                     Ok(ReadStatus::Eof) => {
                         http.read_closed = true;
