@@ -370,7 +370,7 @@ impl Loop {
                 }
                 _ => true,
             };
-            self.settle(id, conn, keep, now);
+            self.settle(id, conn, keep);
         }
     }
 
@@ -384,11 +384,11 @@ impl Loop {
             State::Ws(_) => self.drive_ws(id, &mut conn, readable, now),
             State::Linger { .. } => matches!(conn::discard_input(&mut conn.stream.tcp), Ok(false)),
         };
-        self.settle(id, conn, keep, now);
+        self.settle(id, conn, keep);
     }
 
     /// Puts a driven connection back (re-arming its timer) or finishes it.
-    fn settle(&mut self, id: usize, mut conn: Conn, keep: bool, _now: Instant) {
+    fn settle(&mut self, id: usize, mut conn: Conn, keep: bool) {
         self.trim_due |= std::mem::take(&mut conn.stream.freed_big);
         if keep {
             self.core.arm(id, &mut conn);
@@ -441,7 +441,7 @@ impl Loop {
                 continue;
             };
             let keep = self.core.on_timer(id, &mut conn, now);
-            self.settle(id, conn, keep, now);
+            self.settle(id, conn, keep);
         }
     }
 
