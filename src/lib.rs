@@ -38,6 +38,9 @@ pub mod http;
 mod jwt;
 mod metrics;
 mod push;
+/// The Redis protocol parser; public for fuzz targets.
+#[doc(hidden)]
+pub mod resp;
 mod slab;
 mod static_files;
 mod timers;
