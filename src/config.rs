@@ -5,6 +5,7 @@
 //! README's configuration table, so they cannot drift apart.
 
 use crate::log::Level;
+use crate::redis::RedisUrl;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,6 +69,13 @@ pub struct Config {
     pub allowed_origins: Option<Vec<String>>,
     /// Serve the demo page at `/` and the browser client at `/wspush.js`.
     pub demo: bool,
+    /// Cluster mode: pushes go through this Redis to every node.
+    pub redis: Option<RedisUrl>,
+    /// The pub/sub channel the nodes of one cluster share.
+    pub redis_channel: String,
+    /// How long Redis may take to connect or answer before the node counts
+    /// it as down (pushes then get 503 instead of hanging).
+    pub redis_timeout: Duration,
 }
 
 impl Default for Config {
@@ -90,6 +98,9 @@ impl Default for Config {
             jwt_secret: None,
             allowed_origins: None,
             demo: true,
+            redis: None,
+            redis_channel: "wspush".into(),
+            redis_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -159,6 +170,12 @@ impl Config {
         }
         if self.jwt_secret.as_ref().is_some_and(|k| k.expose().is_empty()) {
             return err("--jwt-secret is empty".into());
+        }
+        if self.redis_channel.is_empty() {
+            return err("--redis-channel is empty".into());
+        }
+        if self.redis_timeout.is_zero() {
+            return err("--redis-timeout must be above 0".into());
         }
         if self.allowed_origins.as_ref().is_some_and(Vec::is_empty) {
             return err("--allowed-origins lists no origin".into());
@@ -411,6 +428,37 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "redis",
+        env: "WSPUSH_REDIS",
+        metavar: "URL",
+        help: "cluster mode: share pushes with other nodes through Redis pub/sub; \
+               redis://[user:password@]host[:port][/db] or unix:///path (default: off, one node)",
+        set: |c, v| {
+            c.redis = Some(RedisUrl::parse(v)?);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "redis-channel",
+        env: "WSPUSH_REDIS_CHANNEL",
+        metavar: "NAME",
+        help: "pub/sub channel the nodes of one cluster share (default wspush)",
+        set: |c, v| {
+            c.redis_channel = v.to_string();
+            Ok(())
+        },
+    },
+    Flag {
+        name: "redis-timeout",
+        env: "WSPUSH_REDIS_TIMEOUT",
+        metavar: "SECS",
+        help: "time Redis has to connect or answer before pushes get 503 and the node reconnects (default 2)",
+        set: |c, v| {
+            c.redis_timeout = parse_secs(v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "log-level",
         env: "WSPUSH_LOG",
         metavar: "LEVEL",
@@ -443,7 +491,9 @@ pub fn help() -> String {
          POST /drop, GET /healthz, GET /metrics; the demo page at / and the browser\n\
          client at /wspush.js. Without --push-key, /push, /broadcast, /drop and\n\
          /metrics answer loopback clients only; with it they need\n\
-         Authorization: Bearer KEY from anywhere. SIGHUP re-reads --auth-tokens.\n\n\
+         Authorization: Bearer KEY from anywhere. SIGHUP re-reads --auth-tokens.\n\
+         With --redis, a push on any node reaches the clients of every node and\n\
+         answers \"message published to N nodes\".\n\n\
          Also: wspush token --jwt-secret SECRET --sub USER [--ttl 1h]   prints a signed JWT\n",
     );
     s
@@ -634,5 +684,48 @@ mod tests {
         }
         assert!(matches!(parse_cli(["--help"], no_env), Ok(Cli::Help)));
         assert!(matches!(parse_cli(["-V"], no_env), Ok(Cli::Version)));
+    }
+
+    #[test]
+    fn redis_flags_and_their_env_twins() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.redis, None);
+        assert_eq!(c.redis_channel, "wspush");
+        assert_eq!(c.redis_timeout, Duration::from_secs(2));
+        let c = run(&[
+            "--redis",
+            "redis://:pw@127.0.0.1:6380/2",
+            "--redis-channel",
+            "blue",
+            "--redis-timeout=0.5",
+        ])
+        .unwrap();
+        let url = c.redis.expect("set");
+        assert_eq!(url.to_string(), "redis://:***@127.0.0.1:6380/2");
+        assert_eq!(c.redis_channel, "blue");
+        assert_eq!(c.redis_timeout, Duration::from_millis(500));
+        let env = |k: &str| match k {
+            "WSPUSH_REDIS" => Some("unix:///run/redis.sock".to_string()),
+            "WSPUSH_REDIS_CHANNEL" => Some("green".to_string()),
+            _ => None,
+        };
+        let Ok(Cli::Run(c)) = parse_cli(Vec::<String>::new(), env) else {
+            panic!("env config")
+        };
+        assert_eq!(c.redis.expect("from env").to_string(), "unix:///run/redis.sock");
+        assert_eq!(c.redis_channel, "green");
+    }
+
+    #[test]
+    fn bad_redis_settings_name_the_flag() {
+        for (args, want) in [
+            (&["--redis", "localhost:6379"][..], "--redis: expected redis://"),
+            (&["--redis", "redis://h:0"], "--redis: \"0\" is not a port"),
+            (&["--redis-channel", ""], "--redis-channel is empty"),
+            (&["--redis-timeout", "0"], "--redis-timeout must be above 0"),
+        ] {
+            let e = run(args).unwrap_err().0;
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
     }
 }

@@ -267,6 +267,9 @@ pub struct Http {
     pub close_after: bool,
     /// The peer half-closed: answer what is buffered, then close.
     pub read_closed: bool,
+    /// A cluster push is waiting for Redis to acknowledge it; the requests
+    /// behind it wait too, so responses keep the pipeline's order.
+    pub waiting: bool,
 }
 
 /// An upgraded connection.
@@ -362,6 +365,7 @@ impl Http {
             sent_continue: false,
             close_after: false,
             read_closed: false,
+            waiting: false,
         }
     }
 

@@ -25,6 +25,8 @@
 //! hold it and the rest of the loop at once. Closing happens in `finish`,
 //! and only there: it unbinds, updates the metrics and drops the socket.
 
+mod cluster;
+
 use crate::auth::{self, ConnAuth, PushGuard, Request, Verdict};
 use crate::binder::{BindError, Binder};
 use crate::command::{self, Action};
@@ -32,14 +34,16 @@ use crate::config::{Config, BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH
 use crate::conn::{self, Conn, Http, Next, ReadStatus, State, Stream, Ws, WsPhase, CLOSE_GRACE};
 use crate::http::request::{Head, Limits, Version};
 use crate::http::response::{Response, CONTINUE};
-use crate::metrics::{Gauges, Metrics};
+use crate::metrics::{Gauges, Metrics, RedisGauges};
 use crate::push::{self, Endpoint, Payload, PushRequest};
+use crate::redis::{self, Redis};
 use crate::slab::Slab;
 use crate::static_files::{self, StaticFile};
 use crate::timers::Timers;
 use crate::trim;
 use crate::ws::{self, close, Failure, Refusal};
-use crate::{ClientMessage, OnMessage, Reply};
+use crate::{ClientMessage, Error, OnMessage, Reply};
+use cluster::Waiter;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::Value;
@@ -72,7 +76,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// A request from a `Handle` on another thread.
 pub(crate) enum Control {
-    Push(PushRequest, SyncSender<usize>),
+    /// Answered with the local count, or in cluster mode with the number
+    /// of nodes Redis reached.
+    Push(PushRequest, SyncSender<Result<usize, Error>>),
     Shutdown,
 }
 
@@ -116,12 +122,21 @@ pub(crate) struct Loop {
     revisit: Vec<usize>,
     /// Reused buffer of push targets, so a push allocates nothing per send.
     targets: Vec<usize>,
+    /// Cluster mode: the Redis links (see redis.rs), and what they produced
+    /// this tick.
+    redis: Option<Redis<Waiter>>,
+    redis_out: Vec<redis::Outcome<Waiter>>,
 }
 
 /// What a request turned into.
 enum Outcome {
     Respond(Response),
-    Upgrade { accept: String, envelope: bool },
+    Upgrade {
+        accept: String,
+        envelope: bool,
+    },
+    /// Cluster mode: publish, and answer once Redis acknowledges.
+    Publish(PushRequest),
 }
 
 /// Where a request is going, once its head is known.
@@ -155,6 +170,7 @@ impl Loop {
         rx: Receiver<Control>,
         cfg: Config,
         hooks: Hooks,
+        redis_target: Option<redis::Target>,
     ) -> Loop {
         let limits = Limits {
             max_head_bytes: 8192,
@@ -162,6 +178,17 @@ impl Loop {
             max_body_bytes: cfg.max_body_bytes,
         };
         let ws_config = ws::session_config(&cfg);
+        let now = Instant::now();
+        let redis = match (&cfg.redis, redis_target) {
+            (Some(url), Some(target)) => Some(Redis::new(
+                url.clone(),
+                target,
+                &cfg.redis_channel,
+                cfg.redis_timeout,
+                now,
+            )),
+            _ => None,
+        };
         Loop {
             poll,
             listener: Some(listener),
@@ -188,6 +215,8 @@ impl Loop {
             shutdown_by: None,
             revisit: Vec::new(),
             targets: Vec::new(),
+            redis,
+            redis_out: Vec::new(),
         }
     }
 
@@ -207,6 +236,7 @@ impl Loop {
                 self.accept_paused_until,
                 self.shutdown_by,
                 self.next_trim(now),
+                self.redis.as_ref().and_then(Redis::next_deadline),
             ]
             .into_iter()
             .flatten()
@@ -230,6 +260,11 @@ impl Loop {
                     LISTENER => self.accept(now),
                     WAKER => self.drain_control(now),
                     SIGNALS => self.on_signals(now),
+                    redis::PUB | redis::SUB => {
+                        if let Some(r) = &mut self.redis {
+                            r.on_ready(event.token(), self.poll.registry(), now, &mut self.redis_out);
+                        }
+                    }
                     Token(id) => {
                         let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                         self.drive(id, readable, now);
@@ -240,6 +275,7 @@ impl Loop {
                 self.drive(id, true, now);
             }
             self.run_timers(now);
+            self.run_redis(now);
             if self.accept_paused_until.is_some_and(|t| now >= t) {
                 self.accept_paused_until = None;
                 self.accept(now);
@@ -311,10 +347,13 @@ impl Loop {
     fn drain_control(&mut self, now: Instant) {
         while let Ok(ctl) = self.rx.try_recv() {
             match ctl {
+                Control::Push(req, reply) if self.redis.is_some() => {
+                    self.publish(req, Waiter::Handle(reply), now);
+                }
                 Control::Push(req, reply) => {
                     let n = self.execute(req, now);
                     // The caller may have given up waiting; nothing to do then.
-                    let _ = reply.send(n);
+                    let _ = reply.send(Ok(n));
                 }
                 Control::Shutdown => self.begin_shutdown(now),
             }
@@ -366,7 +405,7 @@ impl Loop {
                 }
                 State::Http(h) => {
                     h.close_after = true;
-                    !(h.inbuf.is_empty() && conn.stream.queued() == 0)
+                    h.waiting || !(h.inbuf.is_empty() && conn.stream.queued() == 0)
                 }
                 _ => true,
             };
@@ -458,6 +497,10 @@ impl Loop {
                 Ok(false) => return true,
                 Ok(true) => {}
             }
+            if http.waiting {
+                // Input waits too; the acknowledgement revisits us.
+                return true;
+            }
             if http.close_after {
                 if http.read_closed {
                     return false;
@@ -480,7 +523,7 @@ impl Loop {
                     Ok(ReadStatus::Open { progress: p }) => progress = p,
                 }
             }
-            let handled = self.process_requests(conn, now);
+            let handled = self.process_requests(id, conn, now);
             if let State::Http(http) = &mut conn.state {
                 if http.read_closed && !http.close_after && handled == 0 {
                     // The peer sent its last request; answer and close.
@@ -498,11 +541,11 @@ impl Loop {
 
     /// Answers the complete requests at the head of the input, in order.
     /// Returns how many were handled; stops at an upgrade.
-    fn process_requests(&mut self, conn: &mut Conn, now: Instant) -> usize {
+    fn process_requests(&mut self, id: usize, conn: &mut Conn, now: Instant) -> usize {
         let mut handled = 0;
         while handled < ROUND_BUDGET {
             let State::Http(http) = &mut conn.state else { break };
-            if http.close_after || conn.stream.queued() > MAX_PENDING_RESPONSE {
+            if http.close_after || http.waiting || conn.stream.queued() > MAX_PENDING_RESPONSE {
                 break;
             }
             match http.next_request(&self.core.limits) {
@@ -534,20 +577,25 @@ impl Loop {
                     handled += 1;
                     http.since = now;
                     self.core.metrics.http_requests += 1;
-                    let keep_alive = head.keep_alive && !http.read_closed;
+                    let style = ReplyStyle {
+                        keep_alive: head.keep_alive && !http.read_closed,
+                        http10: head.version == Version::Http10,
+                        head_only: head.method == "HEAD",
+                        json: accepts_json(&head),
+                    };
                     match self.handle_request(&head, &body, conn.peer, now) {
-                        Outcome::Respond(mut resp) => {
-                            if keep_alive && head.version == Version::Http10 {
-                                // A 1.0 client assumes close unless told otherwise.
-                                resp = resp.with_header("Connection", "keep-alive");
-                            }
-                            if resp.status >= 400 {
-                                self.core.metrics.http_error(resp.status);
-                            }
-                            let head_only = head.method == "HEAD";
-                            conn.stream.append(|b| resp.encode_into(b, keep_alive, head_only));
-                            if let State::Http(http) = &mut conn.state {
-                                http.close_after |= !keep_alive || resp.close;
+                        Outcome::Respond(resp) => self.core.respond(conn, resp, style),
+                        Outcome::Publish(req) => {
+                            let waiter = Waiter::Http {
+                                id,
+                                serial: conn.serial,
+                                style,
+                            };
+                            if let Some(resp) = self.publish(req, waiter, now) {
+                                self.core.respond(conn, resp, style);
+                            } else if let State::Http(http) = &mut conn.state {
+                                http.waiting = true;
+                                break;
                             }
                         }
                         Outcome::Upgrade { accept, envelope } => {
@@ -633,12 +681,24 @@ impl Loop {
         let resp = match route {
             Route::Upgrade => return self.check_upgrade(head, json),
             Route::Static(i) => static_files::respond(&self.core.statics[i], head),
+            Route::Health if self.redis.as_ref().is_some_and(|r| !r.is_up()) => {
+                self.redis_unavailable(json, now)
+            }
             Route::Health if json => Response::json(200, r#"{"status":"ok"}"#),
             Route::Health => Response::text(200, "ok"),
             Route::Metrics => {
                 let gauges = Gauges {
                     users: self.core.binder.user_count(),
                     subscriptions: self.core.binder.subscription_count(),
+                    redis: self.redis.as_ref().map(|r| RedisGauges {
+                        connected: r.is_up(),
+                        reconnects: r.stats.reconnects,
+                        published: r.stats.published,
+                        publish_failures: r.stats.publish_failures,
+                        received: r.stats.received,
+                        bad_records: self.core.metrics.redis_bad_records,
+                        publish_latency: &self.core.metrics.redis_publish_latency,
+                    }),
                 };
                 let mut r = Response::text(200, self.core.metrics.render(&gauges));
                 r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -646,6 +706,7 @@ impl Loop {
             }
             Route::Push(endpoint) => match push::parse(endpoint, body) {
                 Err(reason) => Response::error(400, &format!("request data illegal: {reason}"), json),
+                Ok(req) if self.redis.is_some() => return Outcome::Publish(req),
                 Ok(req) => {
                     let dropping = matches!(req, PushRequest::Drop { .. });
                     let n = self.execute(req, now);
@@ -826,7 +887,33 @@ fn drain_broken(ws: &mut Ws, stream: &mut Stream) -> bool {
     matches!(conn::discard_input(&mut stream.tcp), Ok(false))
 }
 
+/// How a request wants its response written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplyStyle {
+    keep_alive: bool,
+    http10: bool,
+    head_only: bool,
+    json: bool,
+}
+
 impl Core {
+    /// Queues a response the way the request asked, and closes after it
+    /// when the request (or the response) says so.
+    fn respond(&mut self, conn: &mut Conn, mut resp: Response, style: ReplyStyle) {
+        if style.keep_alive && style.http10 {
+            // A 1.0 client assumes close unless told otherwise.
+            resp = resp.with_header("Connection", "keep-alive");
+        }
+        if resp.status >= 400 {
+            self.metrics.http_error(resp.status);
+        }
+        conn.stream
+            .append(|b| resp.encode_into(b, style.keep_alive, style.head_only));
+        if let State::Http(http) = &mut conn.state {
+            http.close_after |= !style.keep_alive || resp.close;
+        }
+    }
+
     /// Makes sure a timer entry exists for the connection's next deadline.
     fn arm(&mut self, id: usize, conn: &mut Conn) {
         if let Some(at) = conn.next_deadline(&self.cfg) {
@@ -841,7 +928,8 @@ impl Core {
     fn on_timer(&mut self, id: usize, conn: &mut Conn, now: Instant) -> bool {
         match &mut conn.state {
             State::Http(h) => {
-                if h.since + self.cfg.request_timeout > now {
+                if h.waiting || h.since + self.cfg.request_timeout > now {
+                    // A waiting push is bounded by --redis-timeout instead.
                     return true;
                 }
                 if !h.inbuf.is_empty() && conn.stream.queued() == 0 {

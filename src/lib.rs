@@ -28,6 +28,7 @@ mod log;
 
 mod auth;
 mod binder;
+mod cluster;
 /// The client command parser; public for fuzz targets and property tests.
 #[doc(hidden)]
 pub mod command;
@@ -38,6 +39,7 @@ pub mod http;
 mod jwt;
 mod metrics;
 mod push;
+mod redis;
 /// The Redis protocol parser; public for fuzz targets.
 #[doc(hidden)]
 pub mod resp;
@@ -52,6 +54,7 @@ pub use auth::Request;
 pub use config::{Config, ConfigError, Secret};
 pub use jwt::{parse_ttl, sign as sign_jwt, unix_now};
 pub use log::Level;
+pub use redis::{RedisAddr, RedisUrl};
 
 use event_loop::{Control, Hooks, Loop, LISTENER, SIGNALS, WAKER};
 use mio::net::TcpListener;
@@ -92,6 +95,9 @@ pub enum Error {
     Io(io::Error),
     /// The server is not running (any more); nothing was pushed.
     Stopped,
+    /// Cluster mode: Redis is unreachable, or did not acknowledge the push
+    /// in time (it may still have been delivered). Retry later.
+    Unavailable(String),
 }
 
 impl fmt::Display for Error {
@@ -100,6 +106,7 @@ impl fmt::Display for Error {
             Error::Config(e) => write!(f, "configuration: {e}"),
             Error::Io(e) => write!(f, "{e}"),
             Error::Stopped => f.write_str("the server is not running"),
+            Error::Unavailable(why) => write!(f, "cluster unavailable: {why}"),
         }
     }
 }
@@ -109,7 +116,7 @@ impl std::error::Error for Error {
         match self {
             Error::Config(e) => Some(e),
             Error::Io(e) => Some(e),
-            Error::Stopped => None,
+            Error::Stopped | Error::Unavailable(_) => None,
         }
     }
 }
@@ -228,6 +235,10 @@ impl Builder {
             (None, None) => auth::PushGuard::LoopbackOnly,
         };
         let addr = resolve(&self.config.listen)?;
+        let redis_target = match &self.config.redis {
+            Some(url) => Some(redis::resolve(url).map_err(|e| Error::Config(ConfigError(e)))?),
+            None => None,
+        };
         if let Some(limit) = open_file_limit() {
             // One descriptor per client, plus the listener, the poller and
             // some room for push requests.
@@ -278,6 +289,7 @@ impl Builder {
                     push: push_guard,
                     on_message: self.on_message,
                 },
+                redis_target,
             },
         })
     }
@@ -352,6 +364,7 @@ struct Parts {
     rx: Receiver<Control>,
     config: Config,
     hooks: Hooks,
+    redis_target: Option<redis::Target>,
 }
 
 /// A bound server, ready to [`run`](Server::run).
@@ -376,7 +389,16 @@ impl Server {
     pub fn run(self) -> io::Result<()> {
         let p = self.parts;
         info!("listening on {}", self.local_addr);
-        Loop::new(p.poll, p.listener, p.signals, p.rx, p.config, p.hooks).run()
+        Loop::new(
+            p.poll,
+            p.listener,
+            p.signals,
+            p.rx,
+            p.config,
+            p.hooks,
+            p.redis_target,
+        )
+        .run()
     }
 }
 
@@ -402,11 +424,14 @@ impl Handle {
             .send(Control::Push(req, reply_tx))
             .map_err(|_| Error::Stopped)?;
         self.waker.wake().map_err(|_| Error::Stopped)?;
-        reply_rx.recv().map_err(|_| Error::Stopped)
+        reply_rx.recv().map_err(|_| Error::Stopped)?
     }
 
     /// Sends `message` to every connection of `user` subscribed to `event`;
-    /// returns how many connections took it.
+    /// returns how many connections took it. In cluster mode (`--redis`)
+    /// the push goes to every node through Redis and the count is the
+    /// number of nodes that received it; [`Error::Unavailable`] while
+    /// Redis is down.
     pub fn push(&self, user: &str, event: &str, message: &str) -> Result<usize, Error> {
         self.push_many(&[user], event, message)
     }

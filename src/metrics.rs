@@ -21,12 +21,66 @@ pub struct Metrics {
     pub http_requests: u64,
     /// Error responses by status code.
     pub http_errors: BTreeMap<u16, u64>,
+    /// Cluster mode: records received that failed the checks.
+    pub redis_bad_records: u64,
+    pub redis_publish_latency: Histogram,
 }
 
 /// Values read from elsewhere at render time.
-pub struct Gauges {
+pub struct Gauges<'a> {
     pub users: usize,
     pub subscriptions: usize,
+    /// Present in cluster mode.
+    pub redis: Option<RedisGauges<'a>>,
+}
+
+/// The cluster's Redis link as `/metrics` shows it.
+pub struct RedisGauges<'a> {
+    pub connected: bool,
+    pub reconnects: u64,
+    pub published: u64,
+    pub publish_failures: u64,
+    pub received: u64,
+    /// Received records that were not ours to apply (bad format).
+    pub bad_records: u64,
+    pub publish_latency: &'a Histogram,
+}
+
+/// A Prometheus histogram with fixed buckets, in seconds. Bucket bounds
+/// span a loopback Redis (well under a millisecond) to the default
+/// `--redis-timeout`.
+#[derive(Debug, Default, Clone)]
+pub struct Histogram {
+    counts: [u64; BOUNDS.len()],
+    sum_micros: u64,
+    count: u64,
+}
+
+const BOUNDS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0, 2.5,
+];
+
+impl Histogram {
+    pub fn observe(&mut self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BOUNDS.iter().position(|b| secs <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum_micros += d.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.count += 1;
+    }
+
+    fn render(&self, s: &mut String, name: &str, help: &str) {
+        let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} histogram\n");
+        let mut cumulative = 0;
+        for (bound, n) in BOUNDS.iter().zip(self.counts) {
+            cumulative += n;
+            let _ = writeln!(s, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(s, "{name}_sum {}", self.sum_micros as f64 / 1e6);
+        let _ = writeln!(s, "{name}_count {}", self.count);
+    }
 }
 
 impl Metrics {
@@ -104,8 +158,58 @@ impl Metrics {
         for (status, n) in &self.http_errors {
             let _ = writeln!(s, "wspush_http_errors_total{{status=\"{status}\"}} {n}");
         }
+        if let Some(r) = &g.redis {
+            render_redis(&mut s, r);
+        }
         s
     }
+}
+
+fn render_redis(s: &mut String, r: &RedisGauges<'_>) {
+    let mut one = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+    };
+    one(
+        "wspush_redis_connected",
+        "gauge",
+        "1 while both Redis links are up (pushes accepted), else 0.",
+        u64::from(r.connected),
+    );
+    one(
+        "wspush_redis_reconnects_total",
+        "counter",
+        "Times the node got its Redis links back after losing them.",
+        r.reconnects,
+    );
+    one(
+        "wspush_redis_published_total",
+        "counter",
+        "Records Redis acknowledged.",
+        r.published,
+    );
+    one(
+        "wspush_redis_publish_failures_total",
+        "counter",
+        "Publishes refused or lost with the link (answered 503).",
+        r.publish_failures,
+    );
+    one(
+        "wspush_redis_received_total",
+        "counter",
+        "Records received on the channel (this node's included).",
+        r.received,
+    );
+    one(
+        "wspush_redis_bad_records_total",
+        "counter",
+        "Received records that were not valid and were ignored.",
+        r.bad_records,
+    );
+    r.publish_latency.render(
+        s,
+        "wspush_redis_publish_seconds",
+        "Time from queueing a PUBLISH to Redis acknowledging it.",
+    );
 }
 
 #[cfg(test)]
@@ -125,7 +229,9 @@ mod tests {
         let s = m.render(&Gauges {
             users: 1,
             subscriptions: 3,
+            redis: None,
         });
+        assert!(!s.contains("redis"));
         assert!(s.contains("\nwspush_connections 2\n"));
         assert!(s.contains("\nwspush_registered_users 1\n"));
         assert!(s.contains("\nwspush_subscriptions 3\n"));
@@ -135,5 +241,36 @@ mod tests {
         for line in s.lines() {
             assert!(line.starts_with('#') || line.starts_with("wspush_"), "{line}");
         }
+    }
+
+    #[test]
+    fn renders_the_redis_section_in_cluster_mode() {
+        let mut h = Histogram::default();
+        h.observe(std::time::Duration::from_micros(300));
+        h.observe(std::time::Duration::from_millis(3));
+        h.observe(std::time::Duration::from_secs(9));
+        let s = Metrics::default().render(&Gauges {
+            users: 0,
+            subscriptions: 0,
+            redis: Some(RedisGauges {
+                connected: true,
+                reconnects: 2,
+                published: 3,
+                publish_failures: 1,
+                received: 4,
+                bad_records: 0,
+                publish_latency: &h,
+            }),
+        });
+        assert!(s.contains("\nwspush_redis_connected 1\n"));
+        assert!(s.contains("\nwspush_redis_reconnects_total 2\n"));
+        assert!(s.contains("\nwspush_redis_publish_failures_total 1\n"));
+        assert!(s.contains("wspush_redis_publish_seconds_bucket{le=\"0.00025\"} 0\n"));
+        assert!(s.contains("wspush_redis_publish_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(s.contains("wspush_redis_publish_seconds_bucket{le=\"0.005\"} 2\n"));
+        assert!(s.contains("wspush_redis_publish_seconds_bucket{le=\"2.5\"} 2\n"));
+        assert!(s.contains("wspush_redis_publish_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(s.contains("wspush_redis_publish_seconds_count 3\n"));
+        assert!(s.contains("wspush_redis_publish_seconds_sum 9.0033\n"));
     }
 }

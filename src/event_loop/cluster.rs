@@ -1,0 +1,146 @@
+//! Cluster mode inside the loop: pushes become Redis publishes, their
+//! answers wait for Redis's acknowledgement, and records arriving on the
+//! channel are applied to this node's connections.
+//!
+//! An HTTP push parks its connection (`Http::waiting`) until the `PUBLISH`
+//! reply comes back; the requests pipelined behind it wait too, so
+//! responses stay in request order. The waiter remembers the connection by
+//! slab index *and* serial: if the client went away meanwhile and the slot
+//! was reused, the late answer is dropped instead of reaching a stranger.
+
+use super::{Loop, ReplyStyle};
+use crate::cluster;
+use crate::conn::State;
+use crate::http::response::Response;
+use crate::push::PushRequest;
+use crate::redis::Outcome;
+use crate::Error;
+use std::sync::mpsc::SyncSender;
+use std::time::Instant;
+
+/// Who waits for a publish to be acknowledged.
+pub(crate) enum Waiter {
+    Http {
+        id: usize,
+        serial: u64,
+        style: ReplyStyle,
+    },
+    Handle(SyncSender<Result<usize, Error>>),
+}
+
+impl Loop {
+    /// Publishes a checked request for every node. Returns the response to
+    /// send at once when that is impossible (Redis down); `None` means the
+    /// answer comes with the acknowledgement (a `Handle` caller is always
+    /// answered through its channel).
+    pub(super) fn publish(&mut self, req: PushRequest, waiter: Waiter, now: Instant) -> Option<Response> {
+        let record = cluster::encode(&req);
+        let refused = match &mut self.redis {
+            Some(redis) => redis.publish(&record, waiter, now).err(),
+            None => Some(waiter),
+        };
+        match refused? {
+            Waiter::Http { style, .. } => Some(self.redis_unavailable(style.json, now)),
+            Waiter::Handle(reply) => {
+                let _ = reply.send(Err(Error::Unavailable("redis unavailable".into())));
+                None
+            }
+        }
+    }
+
+    /// `503 redis unavailable`, with the time to the next reconnect attempt.
+    pub(super) fn redis_unavailable(&self, json: bool, now: Instant) -> Response {
+        self.unavailable("redis unavailable", json, now)
+    }
+
+    fn unavailable(&self, reason: &str, json: bool, now: Instant) -> Response {
+        let retry = self.redis.as_ref().map_or(1, |r| r.retry_after(now));
+        Response::error(503, reason, json).with_header("Retry-After", retry.to_string())
+    }
+
+    /// Redis timers and output for this tick, then what came back.
+    pub(super) fn run_redis(&mut self, now: Instant) {
+        let Some(redis) = &mut self.redis else { return };
+        let registry = self.poll.registry();
+        if redis.next_deadline().is_some_and(|t| t <= now) {
+            redis.on_timer(registry, now, &mut self.redis_out);
+        } else {
+            redis.flush(registry, now, &mut self.redis_out);
+        }
+        let mut out = std::mem::take(&mut self.redis_out);
+        for outcome in out.drain(..) {
+            match outcome {
+                Outcome::Published {
+                    waiter,
+                    nodes,
+                    latency,
+                } => {
+                    self.core.metrics.redis_publish_latency.observe(latency);
+                    self.answer(waiter, Ok(nodes), now);
+                }
+                Outcome::Failed { waiter, reason } => {
+                    debug!("push not acknowledged: {reason}");
+                    self.answer(waiter, Err(reason), now);
+                }
+                Outcome::Message(record) => self.apply(&record, now),
+            }
+        }
+        self.redis_out = out;
+    }
+
+    /// A record from the channel: applied like a local push, or counted
+    /// and ignored when it is not one of ours.
+    fn apply(&mut self, record: &[u8], now: Instant) {
+        match cluster::decode(record) {
+            Ok(req) => {
+                self.execute(req, now);
+            }
+            Err(reason) => {
+                let m = &mut self.core.metrics;
+                m.redis_bad_records += 1;
+                if m.redis_bad_records == 1 {
+                    warn!("ignoring a record on the redis channel that is not a wspush record ({reason}); further ones are only counted");
+                } else {
+                    debug!("ignoring a bad record on the redis channel: {reason}");
+                }
+            }
+        }
+    }
+
+    /// Delivers an acknowledgement (node count) or a failure to its waiter.
+    fn answer(&mut self, waiter: Waiter, result: Result<u64, String>, now: Instant) {
+        let (id, serial, style) = match waiter {
+            Waiter::Handle(reply) => {
+                let r = result
+                    .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+                    .map_err(Error::Unavailable);
+                // The caller may have given up waiting; nothing to do then.
+                let _ = reply.send(r);
+                return;
+            }
+            Waiter::Http { id, serial, style } => (id, serial, style),
+        };
+        let resp = match result {
+            Ok(nodes) => cluster::published_response(nodes, style.json),
+            // It may have been published anyway: say what we know.
+            Err(_) => self.unavailable("redis did not acknowledge the push", style.json, now),
+        };
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if conn.serial != serial {
+            return;
+        }
+        let State::Http(http) = &mut conn.state else {
+            return;
+        };
+        if !http.waiting {
+            return;
+        }
+        http.waiting = false;
+        http.since = now;
+        self.core.respond(conn, resp, style);
+        // Write it, and go on with the requests pipelined behind it.
+        self.revisit.push(id);
+    }
+}
