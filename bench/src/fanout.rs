@@ -12,6 +12,11 @@
 //! Registrations are sent without an id (the peers have no id replies) and
 //! confirmed by probe pushes (`"probe"`) until the answer counts all N; the
 //! probes are read (and counted) before the measured pushes start.
+//!
+//! Cluster mode (`--also B`): half the connections go to node B, pushes go
+//! to `--addr` and travel through Redis. A cluster push answers `message
+//! published to 2 nodes`, which counts no clients, so registrations carry
+//! an id and each waits for its ack instead of probes.
 
 use crate::client::HttpConn;
 use crate::fleet::{self, Ack, Fleet, Plan};
@@ -23,7 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const USAGE: &str = "usage: wspush-bench fanout --addr HOST:PORT [--conns N] [--pushes M] [--pid PID]\n\
-     \x20      [--in-flight K] [--json]\n\
+     \x20      [--in-flight K] [--also HOST:PORT] [--json]\n\
+     --also: a second wspush node of the same --redis cluster; half the connections go\n\
+     there and every push must answer \"message published to 2 nodes\".\n\
      One user with N connections (default 1000, at most 20000) on one event; M sequential\n\
      pushes (default 200) to it. Reports messages/s, per-message latency p50/p99/max and,\n\
      with --pid, server CPU per delivered message. Exits 1 unless every connection got\n\
@@ -42,6 +49,7 @@ pub struct Args {
     pushes: u32,
     pid: Option<u32>,
     in_flight: usize,
+    also: Option<SocketAddr>,
     json: bool,
 }
 
@@ -53,6 +61,7 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         pushes: 200,
         pid: None,
         in_flight: 100,
+        also: None,
         json: false,
     };
     while let Some(flag) = it.next() {
@@ -63,11 +72,12 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--pushes" => a.pushes = val()?.parse().map_err(|e| format!("--pushes: {e}"))?,
             "--pid" => a.pid = Some(val()?.parse().map_err(|e| format!("--pid: {e}"))?),
             "--in-flight" => a.in_flight = val()?.parse().map_err(|e| format!("--in-flight: {e}"))?,
+            "--also" => a.also = Some(val()?.parse().map_err(|e| format!("--also: {e}"))?),
             "--json" => a.json = true,
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
-    if !a.addr.ip().is_loopback() {
+    if !a.addr.ip().is_loopback() || a.also.is_some_and(|b| !b.ip().is_loopback()) {
         return Err("only loopback targets are allowed".into());
     }
     if !(1..=20_000).contains(&a.conns) {
@@ -101,11 +111,20 @@ struct Shared {
 
 pub fn run(a: &Args) -> Result<(), String> {
     let base = Instant::now();
-    let socks = fleet::connect_all(a.addr, a.conns, a.in_flight, Ack::None, |_| Plan {
+    let plan = |_| Plan {
         token: USER.into(),
         event: EVENT,
         rcvbuf: None,
-    })?;
+    };
+    let socks = match a.also {
+        None => fleet::connect_all(a.addr, a.conns, a.in_flight, Ack::None, plan)?,
+        Some(b) => {
+            let on_b = a.conns / 2;
+            let mut socks = fleet::connect_all(a.addr, a.conns - on_b, a.in_flight, Ack::Id, plan)?;
+            socks.extend(fleet::connect_all(b, on_b, a.in_flight, Ack::Id, plan)?);
+            socks
+        }
+    };
     let connect_s = base.elapsed().as_secs_f64();
 
     let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
@@ -125,8 +144,13 @@ pub fn run(a: &Args) -> Result<(), String> {
     let stop_reader = |shared: &Shared| shared.stop.store(true, Ordering::Release);
 
     let mut http = HttpConn::connect(a.addr)?;
-    let probes: usize = match fleet::probe(&mut http, USER, EVENT, "probe", n, REGISTER_LIMIT) {
-        Ok(c) => c.iter().sum(),
+    let probed = match a.also {
+        // Every registration was acknowledged: nothing to probe.
+        Some(_) => Ok(0),
+        None => fleet::probe(&mut http, USER, EVENT, "probe", n, REGISTER_LIMIT).map(|c| c.iter().sum()),
+    };
+    let probes: usize = match probed {
+        Ok(p) => p,
         Err(e) => {
             stop_reader(&shared);
             let _ = reader.join();
@@ -148,7 +172,10 @@ pub fn run(a: &Args) -> Result<(), String> {
     }
 
     // The measured phase.
-    let want = format!("message sent to {n} clients");
+    let want = match a.also {
+        Some(_) => "message published to 2 nodes".to_string(),
+        None => format!("message sent to {n} clients"),
+    };
     let mut failures = Failures::default();
     let mut rtt = Latencies::with_capacity(m as usize);
     let cpu = CpuMeter::start(a.pid);
@@ -298,6 +325,12 @@ impl Report<'_> {
     fn human(&self) {
         let a = self.a;
         println!("scenario              fanout");
+        if let Some(b) = a.also {
+            println!(
+                "cluster               pushes to {}, half the clients on {b}",
+                a.addr
+            );
+        }
         println!(
             "connections           {} of user {USER} ({:.3} s to connect, {} in flight; {} probe messages)",
             a.conns, self.connect_s, a.in_flight, self.probes
@@ -320,8 +353,9 @@ impl Report<'_> {
     fn json(&self) {
         let a = self.a;
         println!(
-            "{{\"scenario\":\"fanout\",\"ok\":{},\"conns\":{},\"pushes\":{},\"messages\":{},\
+            "{{\"scenario\":\"fanout\",\"cluster\":{},\"ok\":{},\"conns\":{},\"pushes\":{},\"messages\":{},\
              \"connect_s\":{:.3},\"run_s\":{:.3},\"msgs_per_s\":{:.0},{},{},{},\"failures\":{}}}",
+            a.also.is_some(),
             self.failures.is_empty(),
             a.conns,
             a.pushes,

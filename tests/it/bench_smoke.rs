@@ -145,6 +145,29 @@ fn fanout_scenario_passes_against_the_binary() {
     }
 }
 
+/// Cross-node fan-out: two binaries joined by a real Redis, half the
+/// clients on each, pushes to the first.
+#[test]
+fn cluster_fanout_scenario_passes_against_two_nodes() {
+    let redis = crate::redis_harness::RedisServer::start();
+    let url = redis.url();
+    let a = spawn_bin(&["--redis", &url]);
+    let b = spawn_bin(&["--redis", &url]);
+    crate::redis_harness::wait_up(a.addr);
+    crate::redis_harness::wait_up(b.addr);
+    let (addr, also) = (a.addr.to_string(), b.addr.to_string());
+    let out = expect_success(&[
+        "fanout", "--addr", &addr, "--also", &also, "--conns", "20", "--pushes", "5", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(
+        (v["cluster"].clone(), v["ok"].clone()),
+        (true.into(), true.into()),
+        "{v}"
+    );
+    assert_eq!(v["messages"], 100, "{v}");
+}
+
 #[test]
 fn pushrate_scenario_passes_against_the_binary() {
     let server = spawn_bin(&[]);
