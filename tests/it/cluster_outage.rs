@@ -266,3 +266,38 @@ fn the_binary_takes_redis_flags_and_env() {
     assert!(err.contains("--redis"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+/// Each transition is logged once: one warning when Redis goes away however
+/// many pushes are refused and reconnects fail, one line when it is back.
+#[test]
+fn transitions_are_logged_once_not_per_push() {
+    use std::process::Stdio;
+    let mut redis = RedisServer::start();
+    let log = std::env::temp_dir().join(format!("wspush-cluster-log-{}.txt", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = command(env!("CARGO_BIN_EXE_wspush"))
+        .args(["--listen", "127.0.0.1:0", "--redis", &redis.url()])
+        .stdout(Stdio::piped())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let addr = listening_addr(&mut child);
+    let bin = BinServer { addr, child };
+    wait_up(bin.addr);
+    redis.kill();
+    wait_down(bin.addr);
+    for _ in 0..20 {
+        assert_eq!(push(bin.addr, "u", "e", "m").status, 503);
+    }
+    // Several reconnect attempts fail meanwhile (backoff from 0.1 s).
+    std::thread::sleep(Duration::from_millis(800));
+    redis.restart();
+    wait_up(bin.addr);
+    drop(bin);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("redis unavailable"), 1, "{text}");
+    assert_eq!(count("redis connection restored"), 1, "{text}");
+    assert_eq!(count("cluster mode: connected to"), 1, "{text}");
+}
