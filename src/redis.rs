@@ -139,6 +139,17 @@ struct Session<W> {
     expect: VecDeque<Sent<W>>,
 }
 
+/// What a read round left behind.
+enum Input {
+    /// Stopped at the chunk size; the socket may hold more.
+    More,
+    Drained,
+    Closed,
+}
+
+/// Input parsed per round, so a burst is handled in bounded memory.
+const READ_CHUNK: usize = 64 << 10;
+
 enum Phase<W> {
     Down { retry_at: Instant },
     Up(Session<W>),
@@ -373,22 +384,31 @@ impl<W> Redis<W> {
             }
             s.stage = Stage::Handshake;
         }
-        let closed = s.read_in()?;
-        let mut used = 0;
-        while let Some((value, n)) =
-            resp::parse(&s.inbuf[used..], &LIMITS).map_err(|e| format!("bad reply from redis: {e}"))?
-        {
-            used += n;
-            if let Some(o) = s.on_reply(role, &channel, value, now)? {
-                match &o {
-                    Outcome::Published { .. } => stats.published += 1,
-                    Outcome::Failed { .. } => stats.publish_failures += 1,
-                    Outcome::Message(_) => stats.received += 1,
+        // Parse as input arrives, so a burst of records never piles up
+        // beyond one read chunk plus one partial value.
+        let closed = loop {
+            let status = s.read_in()?;
+            let mut used = 0;
+            while let Some((value, n)) =
+                resp::parse(&s.inbuf[used..], &LIMITS).map_err(|e| format!("bad reply from redis: {e}"))?
+            {
+                used += n;
+                if let Some(o) = s.on_reply(role, &channel, value, now)? {
+                    match &o {
+                        Outcome::Published { .. } => stats.published += 1,
+                        Outcome::Failed { .. } => stats.publish_failures += 1,
+                        Outcome::Message(_) => stats.received += 1,
+                    }
+                    out.push(o);
                 }
-                out.push(o);
             }
-        }
-        s.inbuf.drain(..used);
+            s.inbuf.drain(..used);
+            match status {
+                Input::More => {}
+                Input::Drained => break false,
+                Input::Closed => break true,
+            }
+        };
         if s.is_ready() && link.backoff != BACKOFF_MIN {
             link.backoff = BACKOFF_MIN;
         }
@@ -489,23 +509,25 @@ impl<W> Session<W> {
         self.expect.push_back(Sent { at: now, what });
     }
 
-    /// Reads what the socket has; true when Redis closed its side.
-    fn read_in(&mut self) -> Result<bool, String> {
+    /// Reads up to [`READ_CHUNK`] more bytes of input.
+    fn read_in(&mut self) -> Result<Input, String> {
         let mut buf = [0u8; 8192];
-        loop {
+        let limit = self.inbuf.len() + READ_CHUNK;
+        while self.inbuf.len() < limit {
             match self.sock.read(&mut buf) {
-                Ok(0) => return Ok(true),
+                Ok(0) => return Ok(Input::Closed),
                 Ok(n) => {
-                    if self.inbuf.len() + n > LIMITS.max_bulk + 4096 {
+                    if self.inbuf.len() + n > LIMITS.max_bulk + READ_CHUNK {
                         return Err("reply from redis too large".into());
                     }
                     self.inbuf.extend_from_slice(&buf[..n]);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Input::Drained),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(format!("read: {e}")),
             }
         }
+        Ok(Input::More)
     }
 
     /// Writes queued commands until done or the socket is full.

@@ -210,3 +210,19 @@ fn bad_push_bodies_are_refused_before_redis() {
     assert!(r.body.starts_with("request data illegal"), "{}", r.body);
     assert_eq!(metric(a.addr, "wspush_redis_published_total"), 0);
 }
+
+/// Big messages and bursts: records larger than one read, many at once.
+#[test]
+fn big_messages_and_bursts_cross_nodes_whole() {
+    let redis = RedisServer::start();
+    let a = node(&redis.url());
+    let b = node(&redis.url());
+    let mut on_b = connect_registered(b.addr, "alice", "e");
+    let big: String = (0..60_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    for _ in 0..3 {
+        assert_eq!(a.handle.push("alice", "e", &big).unwrap(), 2);
+    }
+    for _ in 0..3 {
+        assert_eq!(read_text(&mut on_b), big);
+    }
+}
