@@ -551,7 +551,9 @@ impl Loop {
                     handled += 1;
                     http.since = now;
                     self.core.metrics.http_requests += 1;
-                    let keep_alive = head.keep_alive && !http.read_closed;
+                    // After the peer's FIN every buffered request is still
+                    // answered; the last one buffered says the connection closes.
+                    let keep_alive = head.keep_alive && !(http.read_closed && http.inbuf.is_empty());
                     match self.handle_request(&head, &body, conn.peer, now) {
                         Outcome::Respond(mut resp) => {
                             if keep_alive && head.version == Version::Http10 {

@@ -63,6 +63,26 @@ fn last_request_and_fin_in_one_segment_are_answered_then_closed() {
 }
 
 #[test]
+fn pipelined_requests_and_fin_in_one_segment_are_all_answered() {
+    let server = start();
+    let mut ws = connect_registered(server.addr, "aaa", "topic1");
+    let batch: String = (0..3).map(|i| push_req(server.addr, &format!("m{i}"))).collect();
+    let started = Instant::now();
+    let mut r = send_with_fin(server.addr, batch.as_bytes());
+    for i in 0..3 {
+        let resp = read_response(&mut r);
+        assert_eq!(resp.body, "message sent to 1 clients", "request {i}");
+        assert_eq!(read_text(&mut ws), format!("m{i}"));
+    }
+    expect_eof(&mut r);
+    assert!(
+        started.elapsed() < PROMPT,
+        "closed only after {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn fin_after_the_answer_closes_the_connection() {
     let server = start();
     let mut ws = connect_registered(server.addr, "aaa", "topic1");
