@@ -6,7 +6,10 @@
 //! writing. An edge says "something changed", so each handler works until
 //! the kernel answers `WouldBlock`: accept until the backlog is empty, read
 //! until the socket is dry (and then drain the frames tungstenite already
-//! buffered), write until the send buffer is full. A handler that stops
+//! buffered), write until the send buffer is full. An HTTP read that
+//! returns less than it asked for also counts as dry, unless the event
+//! carried the peer's FIN, which no later edge would report again
+//! (`conn::read_into`). A handler that stops
 //! early for fairness (a client flooding frames, a deep pipeline) puts its
 //! connection on `revisit`, and the next poll does not sleep. Spurious
 //! events are harmless: every read and write tolerates `WouldBlock`.
@@ -31,7 +34,7 @@ use crate::auth::{self, ConnAuth, PushGuard, Request, Verdict};
 use crate::binder::{BindError, Binder};
 use crate::command::{self, Action};
 use crate::config::{Config, BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH};
-use crate::conn::{self, Conn, Http, Next, ReadStatus, State, Stream, Ws, WsPhase, CLOSE_GRACE};
+use crate::conn::{self, Conn, Http, Next, ReadStatus, Ready, State, Stream, Ws, WsPhase, CLOSE_GRACE};
 use crate::http::request::{Head, Limits, Version};
 use crate::http::response::{Response, CONTINUE};
 use crate::metrics::{Gauges, Metrics, RedisGauges};
@@ -266,13 +269,17 @@ impl Loop {
                         }
                     }
                     Token(id) => {
-                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                        self.drive(id, readable, now);
+                        let fin = event.is_read_closed() || event.is_error();
+                        let ready = Ready {
+                            input: event.is_readable() || fin,
+                            fin,
+                        };
+                        self.drive(id, ready, now);
                     }
                 }
             }
             for id in std::mem::take(&mut self.revisit) {
-                self.drive(id, true, now);
+                self.drive(id, Ready::UNKNOWN, now);
             }
             self.run_timers(now);
             self.run_redis(now);
@@ -414,13 +421,13 @@ impl Loop {
     }
 
     /// Handles readiness (or a revisit) of connection `id`.
-    fn drive(&mut self, id: usize, readable: bool, now: Instant) {
+    fn drive(&mut self, id: usize, ready: Ready, now: Instant) {
         let Some(mut conn) = self.conns.take(id) else {
             return;
         };
         let keep = match conn.state {
-            State::Http(_) => self.drive_http(id, &mut conn, now),
-            State::Ws(_) => self.drive_ws(id, &mut conn, readable, now),
+            State::Http(_) => self.drive_http(id, &mut conn, ready.fin, now),
+            State::Ws(_) => self.drive_ws(id, &mut conn, ready.input, now),
             State::Linger { .. } => matches!(conn::discard_input(&mut conn.stream.tcp), Ok(false)),
         };
         self.settle(id, conn, keep);
@@ -486,8 +493,14 @@ impl Loop {
 
     // ---- HTTP ----
 
-    fn drive_http(&mut self, id: usize, conn: &mut Conn, now: Instant) -> bool {
+    /// Reads, answers and writes an HTTP connection until it has nothing
+    /// to do. Input is read on every event, writable ones too: a peer
+    /// whose input stopped at the buffer's cap gets it read once there is
+    /// room, without a new readable edge. `fin`: see `conn::Ready`.
+    fn drive_http(&mut self, id: usize, conn: &mut Conn, fin: bool, now: Instant) -> bool {
         let cap = Http::input_cap(&self.core.limits);
+        // Until a read finds the socket dry; later bytes raise a new event.
+        let mut maybe_input = true;
         for _ in 0..ROUND_BUDGET {
             let State::Http(http) = &mut conn.state else {
                 return self.drive_ws(id, conn, true, now);
@@ -508,19 +521,23 @@ impl Loop {
                 return self.core.linger(conn, now);
             }
             let mut progress = false;
-            if !http.read_closed {
+            if !http.read_closed && maybe_input {
                 match conn::read_into(
                     &mut conn.stream.tcp,
                     &mut http.inbuf,
                     cap,
                     &mut self.core.read_scratch,
+                    fin,
                 ) {
                     Err(_) => return false,
                     Ok(ReadStatus::Eof) => {
                         http.read_closed = true;
                         progress = true;
                     }
-                    Ok(ReadStatus::Open { progress: p }) => progress = p,
+                    Ok(ReadStatus::Open { progress: p, dry }) => {
+                        progress = p;
+                        maybe_input = !dry;
+                    }
                 }
             }
             let handled = self.process_requests(id, conn, now);
@@ -578,7 +595,9 @@ impl Loop {
                     http.since = now;
                     self.core.metrics.http_requests += 1;
                     let style = ReplyStyle {
-                        keep_alive: head.keep_alive && !http.read_closed,
+                        // After the peer's FIN every buffered request is still
+                        // answered; the last one buffered says the connection closes.
+                        keep_alive: head.keep_alive && !(http.read_closed && http.inbuf.is_empty()),
                         http10: head.version == Version::Http10,
                         head_only: head.method == "HEAD",
                         json: accepts_json(&head),

@@ -4,9 +4,10 @@
 //! A body is turned into a `PushRequest` here or refused with a one-line
 //! reason; the loop never sees unchecked JSON.
 
-use crate::command::field;
 use crate::ws;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -35,30 +36,189 @@ pub enum PushRequest {
     Drop { user: String, event: Option<String> },
 }
 
-fn non_empty_string(v: Option<&Value>, name: &str) -> Result<String, String> {
+/// One field's value, as far as checking a push body needs it: strings
+/// stay borrowed from the body unless they hold escapes.
+#[derive(Debug)]
+enum Json<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    List(Vec<Json<'a>>),
+    /// A number, boolean or object: never valid where `Json` is used.
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        let mut list = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            list.push(item);
+        }
+        Ok(Json::List(list))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Json<'de>, A::Error> {
+        IgnoredAny.visit_map(map).map(|_| Json::Other)
+    }
+}
+
+/// An object key, borrowed from the body unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// One field of the body, looked up the way `command::field` looks a key
+/// up in a parsed object (the Go seed matched names ignoring ASCII case):
+/// the exact key wins; else the smallest key equal to the name ignoring
+/// case; of repeated keys the last value counts.
+struct Field<'a, T> {
+    exact: Option<T>,
+    folded: Option<(Cow<'a, str>, T)>,
+}
+
+impl<'a, T> Field<'a, T> {
+    fn new() -> Self {
+        Field {
+            exact: None,
+            folded: None,
+        }
+    }
+
+    fn offer(&mut self, name: &str, key: Cow<'a, str>, value: T) {
+        if key == name {
+            self.exact = Some(value);
+        } else if self.folded.as_ref().is_none_or(|(k, _)| key <= *k) {
+            self.folded = Some((key, value));
+        }
+    }
+
+    fn take(self) -> Option<T> {
+        self.exact.or(self.folded.map(|(_, v)| v))
+    }
+}
+
+/// The fields a push body may have. Read in one pass over the body,
+/// without building a map of owned keys and values first (that and the
+/// copies out of it were a fifth of the instructions of a push).
+struct Fields<'a> {
+    user_id: Field<'a, Json<'a>>,
+    user_ids: Field<'a, Json<'a>>,
+    event: Field<'a, Json<'a>>,
+    message: Field<'a, Value>,
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut f = Fields {
+                    user_id: Field::new(),
+                    user_ids: Field::new(),
+                    event: Field::new(),
+                    message: Field::new(),
+                };
+                while let Some(Key(key)) = map.next_key()? {
+                    let is = |name: &str| key.eq_ignore_ascii_case(name);
+                    if is("userId") {
+                        f.user_id.offer("userId", key, map.next_value()?);
+                    } else if is("userIds") {
+                        f.user_ids.offer("userIds", key, map.next_value()?);
+                    } else if is("event") {
+                        f.event.offer("event", key, map.next_value()?);
+                    } else if is("message") {
+                        f.message.offer("message", key, map.next_value()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(f)
+            }
+        }
+        d.deserialize_map(FieldsVisitor)
+    }
+}
+
+fn non_empty_string(v: Option<Json<'_>>, name: &str) -> Result<String, String> {
     match v {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(Value::String(_)) => Err(format!("{name} is empty")),
+        Some(Json::Str(s)) if !s.is_empty() => Ok(s.into_owned()),
+        Some(Json::Str(_)) => Err(format!("{name} is empty")),
         Some(_) => Err(format!("{name} must be a string")),
         None => Err(format!("{name} is missing")),
     }
 }
 
 /// SPEC §2: a non-empty string, or any other JSON value but null.
-fn message(v: Option<&Value>) -> Result<Value, String> {
+fn message(v: Option<Value>) -> Result<Value, String> {
     match v {
         None => Err("message is missing".into()),
         Some(Value::Null) => Err("message is null".into()),
         Some(Value::String(s)) if s.is_empty() => Err("message is empty".into()),
-        Some(v) => Ok(v.clone()),
+        Some(v) => Ok(v),
     }
 }
 
-fn users(obj: &serde_json::Map<String, Value>) -> Result<Vec<String>, String> {
-    match (field(obj, "userId"), field(obj, "userIds")) {
+fn users(user_id: Option<Json<'_>>, user_ids: Option<Json<'_>>) -> Result<Vec<String>, String> {
+    match (user_id, user_ids) {
         (Some(_), Some(_)) => Err("give userId or userIds, not both".into()),
         (one, None) => Ok(vec![non_empty_string(one, "userId")?]),
-        (None, Some(Value::Array(list))) => {
+        (None, Some(Json::List(list))) => {
             if list.is_empty() {
                 return Err("userIds is empty".into());
             }
@@ -76,33 +236,36 @@ fn users(obj: &serde_json::Map<String, Value>) -> Result<Vec<String>, String> {
     }
 }
 
+/// Why a body is not a JSON object, once reading it as one failed.
+fn not_an_object(body: &[u8], e: serde_json::Error) -> String {
+    if e.is_eof() && body.iter().all(u8::is_ascii_whitespace) {
+        return "body is empty".to_string();
+    }
+    let first = body.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') && serde_json::from_slice::<IgnoredAny>(body).is_ok() {
+        return "body must be a JSON object".into();
+    }
+    format!("body is not valid JSON ({e})")
+}
+
 /// Checks a request body. The error is the reason shown after
 /// `request data illegal: `.
 pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<PushRequest, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        if e.is_eof() && body.iter().all(u8::is_ascii_whitespace) {
-            "body is empty".to_string()
-        } else {
-            format!("body is not valid JSON ({e})")
-        }
-    })?;
-    let Value::Object(obj) = value else {
-        return Err("body must be a JSON object".into());
-    };
+    let f: Fields<'_> = serde_json::from_slice(body).map_err(|e| not_an_object(body, e))?;
     Ok(match endpoint {
         Endpoint::Push => PushRequest::Push {
-            users: users(&obj)?,
-            event: non_empty_string(field(&obj, "event"), "event")?,
-            message: message(field(&obj, "message"))?,
+            users: users(f.user_id.take(), f.user_ids.take())?,
+            event: non_empty_string(f.event.take(), "event")?,
+            message: message(f.message.take())?,
         },
         Endpoint::Broadcast => PushRequest::Broadcast {
-            event: non_empty_string(field(&obj, "event"), "event")?,
-            message: message(field(&obj, "message"))?,
+            event: non_empty_string(f.event.take(), "event")?,
+            message: message(f.message.take())?,
         },
         Endpoint::Drop => PushRequest::Drop {
-            user: non_empty_string(field(&obj, "userId"), "userId")?,
-            event: match field(&obj, "event") {
-                None | Some(Value::Null) => None,
+            user: non_empty_string(f.user_id.take(), "userId")?,
+            event: match f.event.take() {
+                None | Some(Json::Null) => None,
                 v => Some(non_empty_string(v, "event")?),
             },
         },
@@ -277,6 +440,135 @@ mod tests {
         );
         assert!(parse(Endpoint::Drop, br#"{"userId":"u","event":""}"#).is_err());
         assert!(parse(Endpoint::Drop, br#"{}"#).is_err());
+    }
+
+    /// The parser before it read fields in one pass: a `Value` tree and
+    /// `command::field` lookups. The new one must agree with it.
+    fn parse_via_value(endpoint: Endpoint, body: &[u8]) -> Result<PushRequest, ()> {
+        use crate::command::field;
+        let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
+            return Err(());
+        };
+        let string = |v: Option<&Value>| match v {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            _ => Err(()),
+        };
+        let message = match field(&obj, "message") {
+            None | Some(Value::Null) => Err(()),
+            Some(Value::String(s)) if s.is_empty() => Err(()),
+            Some(v) => Ok(v.clone()),
+        };
+        Ok(match endpoint {
+            Endpoint::Push => {
+                let users = match (field(&obj, "userId"), field(&obj, "userIds")) {
+                    (Some(_), Some(_)) => return Err(()),
+                    (one, None) => vec![string(one)?],
+                    (None, Some(Value::Array(list))) if !list.is_empty() => {
+                        let mut out: Vec<String> = Vec::new();
+                        for v in list {
+                            let u = string(Some(v))?;
+                            if !out.contains(&u) {
+                                out.push(u);
+                            }
+                        }
+                        out
+                    }
+                    _ => return Err(()),
+                };
+                PushRequest::Push {
+                    users,
+                    event: string(field(&obj, "event"))?,
+                    message: message?,
+                }
+            }
+            Endpoint::Broadcast => PushRequest::Broadcast {
+                event: string(field(&obj, "event"))?,
+                message: message?,
+            },
+            Endpoint::Drop => PushRequest::Drop {
+                user: string(field(&obj, "userId"))?,
+                event: match field(&obj, "event") {
+                    None | Some(Value::Null) => None,
+                    v => Some(string(v)?),
+                },
+            },
+        })
+    }
+
+    #[test]
+    fn field_lookup_agrees_with_a_parsed_object() {
+        let bodies = [
+            r#"{"userId":"u","event":"e","message":"m"}"#,
+            r#"{"UserId":"u","EVENT":"e","Message":"m"}"#,
+            r#"{"userid":"a","USERID":"b","event":"e","message":"m"}"#,
+            r#"{"userId":"exact","USERID":"folded","event":"e","message":"m"}"#,
+            r#"{"USERID":"folded","userId":"exact","event":"e","message":"m"}"#,
+            r#"{"userId":"first","userId":"last","event":"e","message":"m"}"#,
+            r#"{"userId":5,"userId":"last","event":"e","message":"m"}"#,
+            r#"{"userId":"last","userId":5,"event":"e","message":"m"}"#,
+            r#"{"Event":"x","Event":"y","userId":"u","message":"m"}"#,
+            r#"{"userIDs":["a","b","a"],"event":"e","message":{"k":[1,2.5,null]}}"#,
+            r#"{"userIds":["a",["b"]],"event":"e","message":"m"}"#,
+            r#"{"userIds":[],"event":"e","message":"m"}"#,
+            r#"{"userIds":null,"event":"e","message":"m"}"#,
+            r#"{"userId":null,"event":"e","message":"m"}"#,
+            r#"{"userId":"u","event":null,"message":"m"}"#,
+            r#"{"userId":"u","event":"e","message":null}"#,
+            r#"{"userId":"u","event":"e","message":""}"#,
+            r#"{"userId":"u","event":"e","message":true}"#,
+            r#"{"userId":"u","event":{"a":"b"},"message":"m"}"#,
+            r#"{"user\u0049d":"esc","event":"\u00e9\ud83d\ude00","message":"a\"b\\c\n"}"#,
+            r#"{"other":{"userId":"nested"},"userId":"u","event":"e","message":[]}"#,
+            r#" { "userId" : "u" , "event" : "e" , "message" : { "b" : 1 , "a" : 2 } } "#,
+            r#"{"userId":"u","event":"e","message":-0.0e0}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#""userId""#,
+            r#"null"#,
+            r#"{"userId":"u","event":"e","message":"m"} x"#,
+            r#"{"userId":"u","event":"e","message":"m""#,
+            "",
+        ];
+        for body in bodies {
+            for endpoint in [Endpoint::Push, Endpoint::Broadcast, Endpoint::Drop] {
+                let new = parse(endpoint, body.as_bytes());
+                let old = parse_via_value(endpoint, body.as_bytes());
+                match (&new, &old) {
+                    (Ok(n), Ok(o)) => assert_eq!(n, o, "{endpoint:?} {body}"),
+                    (Err(reason), Err(())) => assert!(!reason.is_empty() && !reason.contains('\n')),
+                    _ => panic!("{endpoint:?} {body}: new {new:?}, old {old:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reasons_name_the_problem() {
+        let reason = |body: &str| push(body).unwrap_err();
+        assert_eq!(reason(""), "body is empty");
+        assert_eq!(reason(" \n"), "body is empty");
+        assert_eq!(reason("[1]"), "body must be a JSON object");
+        assert_eq!(reason(" \"x\""), "body must be a JSON object");
+        assert!(reason("{").starts_with("body is not valid JSON ("));
+        assert!(reason("[").starts_with("body is not valid JSON ("));
+        assert!(reason(r#"{"a":1} {}"#).starts_with("body is not valid JSON ("));
+        assert_eq!(
+            reason(r#"{"userId":1,"event":"e","message":"m"}"#),
+            "userId must be a string"
+        );
+        assert_eq!(
+            reason(r#"{"userIds":"u","event":"e","message":"m"}"#),
+            "userIds must be an array of strings"
+        );
+        assert_eq!(
+            reason(r#"{"userIds":["u",""],"event":"e","message":"m"}"#),
+            "each of userIds is empty"
+        );
+        assert_eq!(reason(r#"{"userId":"u","message":"m"}"#), "event is missing");
+        assert_eq!(
+            reason(r#"{"userId":"u","event":"e","message":null}"#),
+            "message is null"
+        );
     }
 
     /// Decodes one of our server frames back to its text.
