@@ -186,6 +186,21 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Queues a pushed frame without writing it: the loop flushes the
+    /// connection at the end of the tick, so the frames of several pushes
+    /// that arrive meanwhile leave in one `writev`.
+    pub fn queue_shared(&mut self, frame: &Rc<[u8]>) {
+        if frame.len() < SHARE_MIN_BYTES {
+            self.append(|v| v.extend_from_slice(frame));
+        } else {
+            self.queue.push_back(Chunk::Shared(Rc::clone(frame)));
+            self.queued += frame.len();
+            self.high_water = self.high_water.max(self.queued);
+        }
+    }
+}
+
 /// Writes `bytes` until done or the socket would block; returns how many went.
 fn write_until_blocked(tcp: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
     let mut written = 0;
@@ -238,6 +253,8 @@ pub struct Conn {
     pub serial: u64,
     /// Earliest timer entry armed for this connection, if any.
     pub armed: Option<Instant>,
+    /// Pushed frames wait in the queue for the loop's end-of-tick flush.
+    pub dirty: bool,
     pub state: State,
 }
 
