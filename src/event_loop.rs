@@ -119,6 +119,8 @@ pub(crate) struct Loop {
     revisit: Vec<usize>,
     /// Reused buffer of push targets, so a push allocates nothing per send.
     targets: Vec<usize>,
+    /// Reused buffer the answers to one round of requests are built in.
+    responses: Vec<u8>,
 }
 
 /// What a request turned into.
@@ -191,6 +193,7 @@ impl Loop {
             shutdown_by: None,
             revisit: Vec::new(),
             targets: Vec::new(),
+            responses: Vec::new(),
         }
     }
 
@@ -515,11 +518,26 @@ impl Loop {
 
     /// Answers the complete requests at the head of the input, in order.
     /// Returns how many were handled; stops at an upgrade.
+    ///
+    /// The answers are built in one reused buffer and handed to the socket
+    /// together: pipelined requests get one write, and an answer that the
+    /// socket takes at once costs no allocation.
     fn process_requests(&mut self, conn: &mut Conn, now: Instant) -> usize {
+        let mut out = std::mem::take(&mut self.responses);
+        let handled = self.answer_requests(conn, &mut out, now);
+        if !out.is_empty() {
+            conn.stream.send(&out);
+            out.clear();
+        }
+        self.responses = out;
+        handled
+    }
+
+    fn answer_requests(&mut self, conn: &mut Conn, out: &mut Vec<u8>, now: Instant) -> usize {
         let mut handled = 0;
         while handled < ROUND_BUDGET {
             let State::Http(http) = &mut conn.state else { break };
-            if http.close_after || conn.stream.queued() > MAX_PENDING_RESPONSE {
+            if http.close_after || conn.stream.queued() + out.len() > MAX_PENDING_RESPONSE {
                 break;
             }
             match http.next_request(&self.core.limits) {
@@ -528,7 +546,7 @@ impl Loop {
                     self.core.metrics.http_error(e.status());
                     debug!("bad request from {}: {}", conn.peer, e.reason());
                     let resp = Response::text(e.status(), e.reason());
-                    conn.stream.append(|b| resp.encode_into(b, false, false));
+                    resp.encode_into(out, false, false);
                     http.close_after = true;
                     break;
                 }
@@ -537,11 +555,11 @@ impl Loop {
                     match self.route(&head, conn.peer) {
                         Err(resp) => {
                             self.core.metrics.http_error(resp.status);
-                            conn.stream.append(|b| resp.encode_into(b, false, false));
+                            resp.encode_into(out, false, false);
                             http.close_after = true;
                         }
                         Ok(_) => {
-                            conn.stream.append(|b| b.extend_from_slice(CONTINUE));
+                            out.extend_from_slice(CONTINUE);
                             http.sent_continue = true;
                         }
                     }
@@ -564,13 +582,14 @@ impl Loop {
                                 self.core.metrics.http_error(resp.status);
                             }
                             let head_only = head.method == "HEAD";
-                            conn.stream.append(|b| resp.encode_into(b, keep_alive, head_only));
+                            resp.encode_into(out, keep_alive, head_only);
                             if let State::Http(http) = &mut conn.state {
                                 http.close_after |= !keep_alive || resp.close;
                             }
                         }
                         Outcome::Upgrade { accept, envelope } => {
-                            self.upgrade(conn, &accept, envelope, now);
+                            out.extend_from_slice(&ws::handshake_response(&accept));
+                            self.upgrade(conn, envelope, now);
                             break;
                         }
                     }
@@ -580,17 +599,16 @@ impl Loop {
         handled
     }
 
-    /// Switches an HTTP connection to WebSocket, keeping any bytes that
-    /// arrived after the request: they are the client's first frames.
-    fn upgrade(&mut self, conn: &mut Conn, accept: &str, envelope: bool, now: Instant) {
+    /// Switches an HTTP connection to WebSocket (its `101` is already
+    /// queued), keeping any bytes that arrived after the request: they are
+    /// the client's first frames.
+    fn upgrade(&mut self, conn: &mut Conn, envelope: bool, now: Instant) {
         let State::Http(http) = &mut conn.state else {
             return;
         };
         // Copy only the early bytes: handing over the 4 KiB request buffer
         // itself would make it the session's read buffer for life.
         let early = http.inbuf.as_slice().to_vec();
-        conn.stream
-            .append(|b| b.extend_from_slice(&ws::handshake_response(accept)));
         let ctx = WebSocketContext::from_partially_read(early, Role::Server, Some(self.core.ws_config));
         conn.state = State::Ws(Ws::new(ctx, envelope, &self.core.cfg, now));
         self.core.metrics.connections += 1;
