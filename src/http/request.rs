@@ -7,6 +7,7 @@
 //! ambiguity a front proxy could resolve differently from us is an error rather
 //! than a guess, because such differences are what request smuggling exploits.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Limits applied while parsing; the loop builds one from its config.
@@ -176,17 +177,19 @@ const OWS: &[char] = &[' ', '\t'];
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<Head>, HttpError> {
     let window = &buf[..buf.len().min(limits.max_head_bytes)];
 
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let mut heap: Vec<httparse::Header<'_>>;
-    let slots: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
+    // Left uninitialised: httparse fills only the slots it uses, and
+    // zeroing 64 of them (2 KiB) on every parse was a visible part of a push.
+    let mut stack = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
+    let mut heap: Vec<MaybeUninit<httparse::Header<'_>>>;
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= STACK_HEADERS {
         &mut stack[..limits.max_headers]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        heap = vec![MaybeUninit::uninit(); limits.max_headers];
         &mut heap
     };
 
-    let mut req = httparse::Request::new(slots);
-    let consumed = match req.parse(window) {
+    let mut req = httparse::Request::new(&mut []);
+    let consumed = match req.parse_with_uninit_headers(window, slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return if buf.len() > limits.max_head_bytes {
