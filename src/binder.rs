@@ -3,9 +3,12 @@
 //!
 //! Indexed both ways so that a push costs O(matching connections), a
 //! broadcast O(subscribers) and unbinding a closed connection O(its events).
-//! Keys are strings the clients chose, so the maps keep std's DoS-resistant
-//! hasher. Names are shared `Rc<str>`: a user with many connections or an
-//! event with many subscribers is stored once.
+//! Users and events are strings the clients chose, so their maps keep std's
+//! DoS-resistant hasher. Connections are keyed by their slab index, which
+//! the server chooses, so their bindings sit in a plain vector: a push
+//! looks each receiver up by index, with no hashing per delivered message.
+//! Names are shared `Rc<str>`: a user with many connections or an event
+//! with many subscribers is stored once.
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -16,7 +19,9 @@ pub type ConnId = usize;
 #[derive(Debug)]
 struct Binding {
     user: Rc<str>,
-    events: Vec<Rc<str>>,
+    /// Sized exactly: nearly every connection has one event, and a `Vec`
+    /// reserves room for four on its first push (48 bytes more per client).
+    events: Box<[Rc<str>]>,
 }
 
 /// Why a register was refused (the loop maps these to close codes).
@@ -32,13 +37,18 @@ pub enum BindError {
 pub struct Binder {
     users: HashMap<Rc<str>, Vec<ConnId>>,
     events: HashMap<Rc<str>, HashSet<ConnId>>,
-    conns: HashMap<ConnId, Binding>,
+    /// Indexed by `ConnId`; `None` for slots not bound (or not in use).
+    conns: Vec<Option<Binding>>,
     subscriptions: usize,
 }
 
 impl Binder {
     pub fn new() -> Binder {
         Binder::default()
+    }
+
+    fn binding(&self, conn: ConnId) -> Option<&Binding> {
+        self.conns.get(conn).and_then(Option::as_ref)
     }
 
     /// Binds `conn` to `user` (first time) and subscribes it to `event`.
@@ -50,7 +60,7 @@ impl Binder {
         event: &str,
         max_events: usize,
     ) -> Result<(), BindError> {
-        if let Some(b) = self.conns.get(&conn) {
+        if let Some(b) = self.binding(conn) {
             if &*b.user != user {
                 return Err(BindError::OtherUser);
             }
@@ -68,22 +78,29 @@ impl Binder {
                 Some((k, _)) => k.clone(),
                 None => Rc::from(user),
             };
-            self.users.entry(user.clone()).or_default().push(conn);
-            self.conns.insert(
-                conn,
-                Binding {
-                    user,
-                    events: Vec::new(),
-                },
-            );
+            let list = self.users.entry(user.clone()).or_default();
+            if list.is_empty() {
+                // Most users have one connection; later pushes grow as usual.
+                list.reserve_exact(1);
+            }
+            list.push(conn);
+            if self.conns.len() <= conn {
+                self.conns.resize_with(conn + 1, || None);
+            }
+            self.conns[conn] = Some(Binding {
+                user,
+                events: Box::default(),
+            });
         }
         let event: Rc<str> = match self.events.get_key_value(event) {
             Some((k, _)) => k.clone(),
             None => Rc::from(event),
         };
         self.events.entry(event.clone()).or_default().insert(conn);
-        if let Some(b) = self.conns.get_mut(&conn) {
-            b.events.push(event);
+        if let Some(Some(b)) = self.conns.get_mut(conn) {
+            let mut events = Vec::from(std::mem::take(&mut b.events));
+            events.push(event);
+            b.events = events.into_boxed_slice();
         }
         self.subscriptions += 1;
         Ok(())
@@ -92,13 +109,15 @@ impl Binder {
     /// Stops `conn` receiving `event`; the connection keeps its user.
     /// Returns whether it was subscribed.
     pub fn unsubscribe(&mut self, conn: ConnId, event: &str) -> bool {
-        let Some(b) = self.conns.get_mut(&conn) else {
+        let Some(Some(b)) = self.conns.get_mut(conn) else {
             return false;
         };
         let Some(pos) = b.events.iter().position(|e| &**e == event) else {
             return false;
         };
-        let ev = b.events.swap_remove(pos);
+        let mut events = Vec::from(std::mem::take(&mut b.events));
+        let ev = events.swap_remove(pos);
+        b.events = events.into_boxed_slice();
         self.remove_from_event(&ev, conn);
         self.subscriptions -= 1;
         true
@@ -106,7 +125,7 @@ impl Binder {
 
     /// Forgets `conn` entirely (it closed). Safe to call for unbound ids.
     pub fn unbind(&mut self, conn: ConnId) {
-        let Some(b) = self.conns.remove(&conn) else {
+        let Some(b) = self.conns.get_mut(conn).and_then(Option::take) else {
             return;
         };
         for ev in &b.events {
@@ -132,19 +151,23 @@ impl Binder {
 
     /// The user `conn` is bound to, if it registered.
     pub fn user_of(&self, conn: ConnId) -> Option<&str> {
-        self.conns.get(&conn).map(|b| &*b.user)
+        self.binding(conn).map(|b| &*b.user)
     }
 
     /// Calls `f` for each connection of `user` subscribed to `event`.
     pub fn for_user_event(&self, user: &str, event: &str, mut f: impl FnMut(ConnId)) {
+        // Subscribed connections share the map's `Rc` of the event name, so
+        // each one is checked by pointer, not by comparing strings.
+        let Some((event, _)) = self.events.get_key_value(event) else {
+            return;
+        };
         let Some(list) = self.users.get(user) else {
             return;
         };
         for &c in list {
             if self
-                .conns
-                .get(&c)
-                .is_some_and(|b| b.events.iter().any(|e| &**e == event))
+                .binding(c)
+                .is_some_and(|b| b.events.iter().any(|e| Rc::ptr_eq(e, event)))
             {
                 f(c);
             }
@@ -244,6 +267,32 @@ mod tests {
         assert_eq!(b.bind(1, "v", "a", 8), Err(BindError::OtherUser));
     }
 
+    /// Pushes match events by the map's shared name: a name dropped with
+    /// its last subscriber and made again later must still match.
+    #[test]
+    fn event_names_made_again_still_match() {
+        let mut b = Binder::new();
+        b.bind(7, "u", "a", 8).unwrap();
+        assert!(b.unsubscribe(7, "a"));
+        assert!(b.events.is_empty());
+        b.bind(9, "u", "a", 8).unwrap();
+        b.bind(7, "u", "a", 8).unwrap();
+        assert_eq!(for_user(&b, "u", "a"), vec![7, 9]);
+        assert_eq!(for_user(&b, "u", "b"), Vec::<ConnId>::new());
+    }
+
+    #[test]
+    fn sparse_and_reused_slots() {
+        let mut b = Binder::new();
+        b.bind(1000, "u", "a", 8).unwrap();
+        assert_eq!(b.user_of(999), None);
+        assert_eq!(b.user_of(1000), Some("u"));
+        b.unbind(1000);
+        b.bind(1000, "v", "a", 8).unwrap();
+        assert_eq!(for_user(&b, "u", "a"), Vec::<ConnId>::new());
+        assert_eq!(for_user(&b, "v", "a"), vec![1000]);
+    }
+
     #[test]
     fn unbind_forgets_everything() {
         let mut b = Binder::new();
@@ -259,6 +308,6 @@ mod tests {
         b.unbind(2);
         assert_eq!(b.user_count(), 0);
         assert_eq!(b.subscription_count(), 0);
-        assert!(b.users.is_empty() && b.events.is_empty() && b.conns.is_empty());
+        assert!(b.users.is_empty() && b.events.is_empty() && b.conns.iter().all(Option::is_none));
     }
 }

@@ -50,84 +50,42 @@ const MAX_IOVECS: usize = 64;
 /// Everything a connection sends — HTTP responses, the `101`, pushed
 /// frames, command replies, and tungstenite's control frames — goes
 /// through this queue in order, so bytes of two frames never interleave.
-/// A frame is written straight from its buffer when nothing is queued;
-/// when it must wait, a pushed frame is queued by reference, not copied,
+/// Bytes are written straight from their buffer when nothing is queued;
+/// when they must wait, a pushed frame is queued by reference, not copied,
 /// so a frame that several slow clients are behind on exists once in
 /// memory. Queued chunks leave together in one `writev`, which coalesces
-/// a backlog into few system calls. The queue is released once drained.
+/// a backlog into few system calls.
+///
+/// The queue lives in a box that exists only while something waits: most
+/// connections never have a backlog, and an idle client then costs the
+/// socket and two words here instead of the queue's bookkeeping.
 pub struct Stream {
     pub tcp: TcpStream,
+    /// A queue of at least `trim::BIG_BACKLOG` bytes drained or was dropped.
+    pub freed_big: bool,
+    /// A direct write failed; the next flush reports it, so the connection
+    /// ends where every other write error ends it.
+    failed: bool,
+    /// Queue size above which tungstenite's own writes (pongs, close
+    /// frames) are refused with `WouldBlock`, so a peer that pings without
+    /// reading cannot grow the queue; tungstenite then keeps one pending.
+    limit: usize,
+    backlog: Option<Box<Backlog>>,
+}
+
+/// Bytes waiting for the socket.
+#[derive(Default)]
+struct Backlog {
     queue: VecDeque<Chunk>,
     /// Bytes of the front chunk already written.
     sent: usize,
     /// Unwritten bytes in the queue.
     queued: usize,
-    /// Most bytes queued since the queue was last empty.
+    /// Most bytes queued since the backlog began.
     high_water: usize,
-    /// A queue of at least `trim::BIG_BACKLOG` bytes drained or was dropped.
-    pub freed_big: bool,
-    /// Queue size above which tungstenite's own writes (pongs, close
-    /// frames) are refused with `WouldBlock`, so a peer that pings without
-    /// reading cannot grow the queue; tungstenite then keeps one pending.
-    limit: usize,
 }
 
-impl Stream {
-    pub fn new(tcp: TcpStream, limit: usize) -> Stream {
-        Stream {
-            tcp,
-            queue: VecDeque::new(),
-            sent: 0,
-            queued: 0,
-            high_water: 0,
-            freed_big: false,
-            limit,
-        }
-    }
-
-    /// Bytes waiting for the socket.
-    pub fn queued(&self) -> usize {
-        self.queued
-    }
-
-    /// Appends bytes built in place (an HTTP response) to the queue; they
-    /// leave on the next flush.
-    pub fn append(&mut self, build: impl FnOnce(&mut Vec<u8>)) {
-        if !matches!(self.queue.back(), Some(Chunk::Owned(_))) {
-            self.queue.push_back(Chunk::Owned(Vec::new()));
-        }
-        if let Some(Chunk::Owned(v)) = self.queue.back_mut() {
-            let before = v.len();
-            build(v);
-            self.queued += v.len() - before;
-            self.high_water = self.high_water.max(self.queued);
-        }
-    }
-
-    /// Writes as much of the queue as the socket takes. `Ok(true)` when empty.
-    pub fn flush_out(&mut self) -> io::Result<bool> {
-        while !self.queue.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut n = 0;
-            for (i, chunk) in self.queue.iter().take(MAX_IOVECS).enumerate() {
-                let bytes = chunk.bytes();
-                slices[i] = IoSlice::new(if i == 0 { &bytes[self.sent..] } else { bytes });
-                n = i + 1;
-            }
-            match self.tcp.write_vectored(&slices[..n]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => self.consume(written),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.queue = VecDeque::new();
-        self.freed_big |= self.high_water >= crate::trim::BIG_BACKLOG;
-        self.high_water = 0;
-        Ok(true)
-    }
-
+impl Backlog {
     /// Drops `written` bytes from the front of the queue.
     fn consume(&mut self, mut written: usize) {
         self.queued -= written;
@@ -143,19 +101,90 @@ impl Stream {
             self.sent = 0;
         }
     }
+}
+
+impl Stream {
+    pub fn new(tcp: TcpStream, limit: usize) -> Stream {
+        Stream {
+            tcp,
+            freed_big: false,
+            failed: false,
+            limit,
+            backlog: None,
+        }
+    }
+
+    /// Bytes waiting for the socket.
+    pub fn queued(&self) -> usize {
+        self.backlog.as_ref().map_or(0, |b| b.queued)
+    }
+
+    fn backlog(&mut self) -> &mut Backlog {
+        self.backlog.get_or_insert_with(Box::default)
+    }
+
+    /// Appends bytes built in place to the queue; they leave on the next
+    /// flush.
+    pub fn append(&mut self, build: impl FnOnce(&mut Vec<u8>)) {
+        let b = self.backlog();
+        if !matches!(b.queue.back(), Some(Chunk::Owned(_))) {
+            b.queue.push_back(Chunk::Owned(Vec::new()));
+        }
+        if let Some(Chunk::Owned(v)) = b.queue.back_mut() {
+            let before = v.len();
+            build(v);
+            b.queued += v.len() - before;
+            b.high_water = b.high_water.max(b.queued);
+        }
+    }
+
+    /// Writes as much of the queue as the socket takes. `Ok(true)` when empty.
+    pub fn flush_out(&mut self) -> io::Result<bool> {
+        if self.failed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let Some(b) = self.backlog.as_mut() else {
+            return Ok(true);
+        };
+        while !b.queue.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut n = 0;
+            for (i, chunk) in b.queue.iter().take(MAX_IOVECS).enumerate() {
+                let bytes = chunk.bytes();
+                slices[i] = IoSlice::new(if i == 0 { &bytes[b.sent..] } else { bytes });
+                n = i + 1;
+            }
+            match self.tcp.write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => b.consume(written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.freed_big |= b.high_water >= crate::trim::BIG_BACKLOG;
+        self.backlog = None;
+        Ok(true)
+    }
 
     /// Sends bytes of our own: directly when nothing is queued, else behind
-    /// the queue; only what the socket does not take is copied.
-    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let written = if self.queue.is_empty() {
-            write_until_blocked(&mut self.tcp, bytes)?
+    /// the queue; only what the socket does not take is copied. A write
+    /// error is kept for the next `flush_out` to report.
+    pub fn send(&mut self, bytes: &[u8]) {
+        let written = if self.backlog.is_none() {
+            match write_until_blocked(&mut self.tcp, bytes) {
+                Ok(n) => n,
+                Err(_) => {
+                    self.failed = true;
+                    return;
+                }
+            }
         } else {
             0
         };
         if written < bytes.len() {
             self.append(|v| v.extend_from_slice(&bytes[written..]));
         }
-        Ok(())
     }
 
     /// Sends a shared frame: directly when nothing is queued, else queued —
@@ -163,7 +192,7 @@ impl Stream {
     /// it is small (a reference plus its slot would cost as much as the
     /// bytes, and thousands of them fragment the heap).
     pub fn send_shared(&mut self, frame: &Rc<[u8]>) -> io::Result<()> {
-        let written = if self.queue.is_empty() {
+        let written = if self.backlog.is_none() {
             write_until_blocked(&mut self.tcp, frame)?
         } else {
             0
@@ -176,12 +205,13 @@ impl Stream {
             self.append(|v| v.extend_from_slice(&frame[written..]));
             return Ok(());
         }
-        if self.queue.is_empty() {
-            self.sent = written;
+        let b = self.backlog();
+        if b.queue.is_empty() {
+            b.sent = written;
         }
-        self.queue.push_back(Chunk::Shared(Rc::clone(frame)));
-        self.queued += rest;
-        self.high_water = self.high_water.max(self.queued);
+        b.queue.push_back(Chunk::Shared(Rc::clone(frame)));
+        b.queued += rest;
+        b.high_water = b.high_water.max(b.queued);
         Ok(())
     }
 }
@@ -194,9 +224,10 @@ impl Stream {
         if frame.len() < SHARE_MIN_BYTES {
             self.append(|v| v.extend_from_slice(frame));
         } else {
-            self.queue.push_back(Chunk::Shared(Rc::clone(frame)));
-            self.queued += frame.len();
-            self.high_water = self.high_water.max(self.queued);
+            let b = self.backlog();
+            b.queue.push_back(Chunk::Shared(Rc::clone(frame)));
+            b.queued += frame.len();
+            b.high_water = b.high_water.max(b.queued);
         }
     }
 }
@@ -227,10 +258,13 @@ impl Read for Stream {
 /// half-written frame that a pushed frame could cut into.
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !self.queue.is_empty() && !self.flush_out()? && self.queued + buf.len() > self.limit {
+        if self.backlog.is_some() && !self.flush_out()? && self.queued() + buf.len() > self.limit {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        self.send(buf)?;
+        self.send(buf);
+        if self.failed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
         Ok(buf.len())
     }
 
@@ -530,7 +564,7 @@ mod tests {
             s.send_shared(&frame).unwrap();
             expected.extend_from_slice(&frame);
             if i % 5 == 0 {
-                s.send(b"own bytes").unwrap();
+                s.send(b"own bytes");
                 expected.extend_from_slice(b"own bytes");
             }
         }
@@ -548,6 +582,33 @@ mod tests {
         }
         assert_eq!(s.queued(), 0);
         assert!(reader.join().unwrap() == expected, "bytes arrived out of order");
+    }
+
+    /// Bytes sent straight to a socket the peer reset: the error is not
+    /// lost with the bytes, the next flush reports it.
+    #[test]
+    fn a_failed_direct_write_is_reported_by_the_next_flush() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut s = Stream::new(TcpStream::from_std(server), 1 << 20);
+        s.send(b"before the reset");
+        assert!(s.flush_out().unwrap());
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(client);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            s.send(b"after the reset");
+            if s.flush_out().is_err() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "write error never reported");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(s.flush_out().is_err(), "the error stays");
     }
 
     #[test]

@@ -138,6 +138,8 @@ pub(crate) struct Loop {
     /// this tick.
     redis: Option<Redis<Waiter>>,
     redis_out: Vec<redis::Outcome<Waiter>>,
+    /// Reused buffer the answers to one round of requests are built in.
+    responses: Vec<u8>,
 }
 
 /// What a request turned into.
@@ -230,6 +232,7 @@ impl Loop {
             dirty: VecDeque::new(),
             redis,
             redis_out: Vec::new(),
+            responses: Vec::new(),
         }
     }
 
@@ -570,11 +573,26 @@ impl Loop {
 
     /// Answers the complete requests at the head of the input, in order.
     /// Returns how many were handled; stops at an upgrade.
+    ///
+    /// The answers are built in one reused buffer and handed to the socket
+    /// together: pipelined requests get one write, and an answer that the
+    /// socket takes at once costs no allocation.
     fn process_requests(&mut self, id: usize, conn: &mut Conn, now: Instant) -> usize {
+        let mut out = std::mem::take(&mut self.responses);
+        let handled = self.answer_requests(id, conn, &mut out, now);
+        if !out.is_empty() {
+            conn.stream.send(&out);
+            out.clear();
+        }
+        self.responses = out;
+        handled
+    }
+
+    fn answer_requests(&mut self, id: usize, conn: &mut Conn, out: &mut Vec<u8>, now: Instant) -> usize {
         let mut handled = 0;
         while handled < ROUND_BUDGET {
             let State::Http(http) = &mut conn.state else { break };
-            if http.close_after || http.waiting || conn.stream.queued() > MAX_PENDING_RESPONSE {
+            if http.close_after || http.waiting || conn.stream.queued() + out.len() > MAX_PENDING_RESPONSE {
                 break;
             }
             match http.next_request(&self.core.limits) {
@@ -583,7 +601,7 @@ impl Loop {
                     self.core.metrics.http_error(e.status());
                     debug!("bad request from {}: {}", conn.peer, e.reason());
                     let resp = Response::text(e.status(), e.reason());
-                    conn.stream.append(|b| resp.encode_into(b, false, false));
+                    resp.encode_into(out, false, false);
                     http.close_after = true;
                     break;
                 }
@@ -592,11 +610,11 @@ impl Loop {
                     match self.route(&head, conn.peer) {
                         Err(resp) => {
                             self.core.metrics.http_error(resp.status);
-                            conn.stream.append(|b| resp.encode_into(b, false, false));
+                            resp.encode_into(out, false, false);
                             http.close_after = true;
                         }
                         Ok(_) => {
-                            conn.stream.append(|b| b.extend_from_slice(CONTINUE));
+                            out.extend_from_slice(CONTINUE);
                             http.sent_continue = true;
                         }
                     }
@@ -615,7 +633,12 @@ impl Loop {
                         json: accepts_json(&head),
                     };
                     match self.handle_request(&head, &body, conn.peer, now) {
-                        Outcome::Respond(resp) => self.core.respond(conn, resp, style),
+                        Outcome::Respond(resp) => {
+                            let close = self.core.encode_response(out, resp, style);
+                            if let State::Http(http) = &mut conn.state {
+                                http.close_after |= close;
+                            }
+                        }
                         Outcome::Publish(req) => {
                             let waiter = Waiter::Http {
                                 id,
@@ -623,14 +646,18 @@ impl Loop {
                                 style,
                             };
                             if let Some(resp) = self.publish(req, waiter, now) {
-                                self.core.respond(conn, resp, style);
+                                let close = self.core.encode_response(out, resp, style);
+                                if let State::Http(http) = &mut conn.state {
+                                    http.close_after |= close;
+                                }
                             } else if let State::Http(http) = &mut conn.state {
                                 http.waiting = true;
                                 break;
                             }
                         }
                         Outcome::Upgrade { accept, envelope } => {
-                            self.upgrade(conn, &accept, envelope, now);
+                            out.extend_from_slice(&ws::handshake_response(&accept));
+                            self.upgrade(conn, envelope, now);
                             break;
                         }
                     }
@@ -640,17 +667,16 @@ impl Loop {
         handled
     }
 
-    /// Switches an HTTP connection to WebSocket, keeping any bytes that
-    /// arrived after the request: they are the client's first frames.
-    fn upgrade(&mut self, conn: &mut Conn, accept: &str, envelope: bool, now: Instant) {
+    /// Switches an HTTP connection to WebSocket (its `101` is already
+    /// queued), keeping any bytes that arrived after the request: they are
+    /// the client's first frames.
+    fn upgrade(&mut self, conn: &mut Conn, envelope: bool, now: Instant) {
         let State::Http(http) = &mut conn.state else {
             return;
         };
         // Copy only the early bytes: handing over the 4 KiB request buffer
         // itself would make it the session's read buffer for life.
         let early = http.inbuf.as_slice().to_vec();
-        conn.stream
-            .append(|b| b.extend_from_slice(&ws::handshake_response(accept)));
         let ctx = WebSocketContext::from_partially_read(early, Role::Server, Some(self.core.ws_config));
         conn.state = State::Ws(Ws::new(ctx, envelope, &self.core.cfg, now));
         self.core.metrics.connections += 1;
@@ -960,9 +986,9 @@ pub(crate) struct ReplyStyle {
 }
 
 impl Core {
-    /// Queues a response the way the request asked, and closes after it
-    /// when the request (or the response) says so.
-    fn respond(&mut self, conn: &mut Conn, mut resp: Response, style: ReplyStyle) {
+    /// Encodes a response the way the request asked; true when the
+    /// connection is to close after it.
+    fn encode_response(&mut self, out: &mut Vec<u8>, mut resp: Response, style: ReplyStyle) -> bool {
         if style.keep_alive && style.http10 {
             // A 1.0 client assumes close unless told otherwise.
             resp = resp.with_header("Connection", "keep-alive");
@@ -970,11 +996,8 @@ impl Core {
         if resp.status >= 400 {
             self.metrics.http_error(resp.status);
         }
-        conn.stream
-            .append(|b| resp.encode_into(b, style.keep_alive, style.head_only));
-        if let State::Http(http) = &mut conn.state {
-            http.close_after |= !style.keep_alive || resp.close;
-        }
+        resp.encode_into(out, style.keep_alive, style.head_only);
+        !style.keep_alive || resp.close
     }
 
     /// Makes sure a timer entry exists for the connection's next deadline.

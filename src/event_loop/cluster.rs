@@ -139,7 +139,9 @@ impl Loop {
         }
         http.waiting = false;
         http.since = now;
-        self.core.respond(conn, resp, style);
+        let mut out = Vec::new();
+        http.close_after |= self.core.encode_response(&mut out, resp, style);
+        conn.stream.send(&out);
         // Write it, and go on with the requests pipelined behind it.
         self.revisit.push(id);
     }
