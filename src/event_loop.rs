@@ -168,8 +168,12 @@ fn would_block(e: &tungstenite::Error) -> bool {
 }
 
 fn accepts_json(head: &Head) -> bool {
-    head.header("Accept")
-        .is_some_and(|a| a.to_ascii_lowercase().contains("application/json"))
+    const JSON: &[u8] = b"application/json";
+    head.header("Accept").is_some_and(|a| {
+        a.as_bytes()
+            .windows(JSON.len())
+            .any(|w| w.eq_ignore_ascii_case(JSON))
+    })
 }
 
 fn method_not_allowed(allow: &'static str, json: bool) -> Response {

@@ -85,12 +85,20 @@ impl Head {
             .map(|(n, v)| (&self.text[n.clone()], &self.text[v.clone()]))
     }
 
-    /// The value of the first header named `name`, compared case-insensitively
-    /// since field names are case-insensitive (RFC 9110 §5.1).
+    /// The values of every header named `name`, in order, names compared
+    /// case-insensitively since field names are case-insensitive (RFC 9110
+    /// §5.1). Names are compared as bytes and only matching values are
+    /// sliced out: a push request's head is searched this way six times.
+    pub fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| self.text.as_bytes()[n.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |(_, v)| &self.text[v.clone()])
+    }
+
+    /// The value of the first header named `name` (see `values`).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.values(name).next()
     }
 
     /// Whether any comma-separated element of any header named `name` equals
@@ -99,9 +107,8 @@ impl Head {
     /// (RFC 9110 §5.3), so both forms must be treated alike, e.g. for
     /// `Connection: keep-alive, Upgrade`.
     pub fn header_has_token(&self, name: &str, token: &str) -> bool {
-        self.headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| list_elements(v))
+        self.values(name)
+            .flat_map(list_elements)
             .any(|t| t.eq_ignore_ascii_case(token))
     }
 }
@@ -274,7 +281,7 @@ fn list_elements(value: &str) -> impl Iterator<Item = &str> {
 /// Decide the body framing per RFC 9112 §6.3, refusing every combination that
 /// two parsers might frame differently.
 fn body_framing(head: &Head, limits: &Limits) -> Result<BodyFraming, HttpError> {
-    let has = |name: &str| head.headers().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    let has = |name: &str| head.values(name).next().is_some();
     let has_te = has("transfer-encoding");
     let has_cl = has("content-length");
 
@@ -295,10 +302,7 @@ fn body_framing(head: &Head, limits: &Limits) -> Result<BodyFraming, HttpError> 
         // All Transfer-Encoding lines form one list; the only coding we can
         // decode is a lone `chunked`. Anything else (other codings, chunked
         // twice, empty elements) is refused rather than partially understood.
-        let mut codings = head
-            .headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
-            .flat_map(|(_, v)| list_elements(v));
+        let mut codings = head.values("transfer-encoding").flat_map(list_elements);
         return match (codings.next(), codings.next()) {
             (Some(c), None) if c.eq_ignore_ascii_case("chunked") => Ok(BodyFraming::Chunked),
             _ => Err(HttpError::NotImplemented),
@@ -321,10 +325,7 @@ fn body_framing(head: &Head, limits: &Limits) -> Result<BodyFraming, HttpError> 
 /// exactly and disagreements are reported as malformed, not as too large.
 fn content_length(head: &Head, max_body_bytes: usize) -> Result<usize, HttpError> {
     let mut agreed: Option<&str> = None;
-    let values = head
-        .headers()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .flat_map(|(_, v)| list_elements(v));
+    let values = head.values("content-length").flat_map(list_elements);
     for element in values {
         if element.is_empty() || !element.bytes().all(|b| b.is_ascii_digit()) {
             return Err(HttpError::BadRequest("invalid Content-Length"));
@@ -359,9 +360,8 @@ fn content_length(head: &Head, max_body_bytes: usize) -> Result<usize, HttpError
 fn expectation(head: &Head) -> Result<bool, HttpError> {
     let mut wants_continue = false;
     let elements = head
-        .headers()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("expect"))
-        .flat_map(|(_, v)| list_elements(v))
+        .values("expect")
+        .flat_map(list_elements)
         .filter(|e| !e.is_empty());
     for element in elements {
         if element.eq_ignore_ascii_case("100-continue") {
