@@ -1184,11 +1184,18 @@ impl Core {
         frame: &Rc<[u8]>,
         now: Instant,
     ) -> bool {
-        if stream.queued() + frame.len() > self.cfg.max_backlog_bytes {
-            self.metrics.slow_consumer_drops += 1;
-            info!("closing slow consumer {id}");
-            self.close_ws(id, ws, stream, close::SLOW_CONSUMER, "slow consumer", now);
-            return false;
+        let limit = self.cfg.max_backlog_bytes;
+        // Frames queued this tick are not a slow consumer's fault: only
+        // what the socket refuses counts, so write them out before judging.
+        if stream.queued() + frame.len() > limit {
+            // A dead socket is found (and closed) by its next `drive`.
+            let _ = stream.flush_out();
+            if stream.queued() + frame.len() > limit {
+                self.metrics.slow_consumer_drops += 1;
+                info!("closing slow consumer {id}");
+                self.close_ws(id, ws, stream, close::SLOW_CONSUMER, "slow consumer", now);
+                return false;
+            }
         }
         stream.queue_shared(frame);
         true

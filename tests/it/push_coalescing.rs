@@ -82,3 +82,37 @@ fn a_vanished_client_in_a_big_fan_out_is_dropped_quietly() {
         metric(a, "wspush_connections") == 400
     });
 }
+
+/// Many pushes to one connection in one tick queue up before the end-of-tick
+/// flush; that is not the client's fault. Only bytes the socket refuses
+/// count against --max-backlog-bytes.
+#[test]
+fn pushes_queued_in_one_tick_are_not_mistaken_for_a_slow_consumer() {
+    let server = start_with(|b| b.configure(|c| c.max_backlog_bytes = 8192));
+    let a = server.addr;
+    let mut ws = connect_registered(a, "u", "e");
+    const PUSHES: usize = 60;
+    let big = "x".repeat(1000);
+    let mut raw = Vec::new();
+    for k in 0..PUSHES {
+        let body = format!(r#"{{"userId":"u","event":"e","message":"{k:02}{big}"}}"#);
+        raw.extend_from_slice(
+            format!(
+                "POST /push HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    let mut s = TcpStream::connect(a).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(&raw).unwrap();
+    let mut r = BufReader::new(s);
+    for _ in 0..PUSHES {
+        assert_eq!(read_response(&mut r).body, "message sent to 1 clients");
+    }
+    for k in 0..PUSHES {
+        assert_eq!(read_text(&mut ws), format!("{k:02}{big}"));
+    }
+    assert_eq!(metric(a, "wspush_slow_consumer_drops_total"), 0);
+}
