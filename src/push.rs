@@ -5,7 +5,7 @@
 //! reason; the loop never sees unchecked JSON.
 
 use crate::ws;
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -159,39 +159,50 @@ struct Fields<'a> {
     message: Field<'a, Value>,
 }
 
-impl<'de> Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct FieldsVisitor;
-        impl<'de> Visitor<'de> for FieldsVisitor {
-            type Value = Fields<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-                let mut f = Fields {
-                    user_id: Field::new(),
-                    user_ids: Field::new(),
-                    event: Field::new(),
-                    message: Field::new(),
-                };
-                while let Some(Key(key)) = map.next_key()? {
-                    let is = |name: &str| key.eq_ignore_ascii_case(name);
-                    if is("userId") {
-                        f.user_id.offer("userId", key, map.next_value()?);
-                    } else if is("userIds") {
-                        f.user_ids.offer("userIds", key, map.next_value()?);
-                    } else if is("event") {
-                        f.event.offer("event", key, map.next_value()?);
-                    } else if is("message") {
-                        f.message.offer("message", key, map.next_value()?);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(f)
+impl<'de> Fields<'de> {
+    fn new() -> Self {
+        Fields {
+            user_id: Field::new(),
+            user_ids: Field::new(),
+            event: Field::new(),
+            message: Field::new(),
+        }
+    }
+}
+
+/// Fills the caller's `Fields` in place: returned by value, the struct
+/// was copied through serde's layers of `Result` six times per push.
+impl<'de> DeserializeSeed<'de> for &mut Fields<'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for &mut Fields<'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key()? {
+            let is = |name: &str| key.eq_ignore_ascii_case(name);
+            if is("userId") {
+                self.user_id.offer("userId", key, map.next_value()?);
+            } else if is("userIds") {
+                self.user_ids.offer("userIds", key, map.next_value()?);
+            } else if is("event") {
+                self.event.offer("event", key, map.next_value()?);
+            } else if is("message") {
+                self.message.offer("message", key, map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        d.deserialize_map(FieldsVisitor)
+        Ok(())
     }
 }
 
@@ -251,7 +262,12 @@ fn not_an_object(body: &[u8], e: serde_json::Error) -> String {
 /// Checks a request body. The error is the reason shown after
 /// `request data illegal: `.
 pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<PushRequest, String> {
-    let f: Fields<'_> = serde_json::from_slice(body).map_err(|e| not_an_object(body, e))?;
+    let mut f = Fields::new();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    (&mut f)
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| not_an_object(body, e))?;
     Ok(match endpoint {
         Endpoint::Push => PushRequest::Push {
             users: users(f.user_id.take(), f.user_ids.take())?,
