@@ -216,22 +216,6 @@ impl Stream {
     }
 }
 
-impl Stream {
-    /// Queues a pushed frame without writing it: the loop flushes the
-    /// connection at the end of the tick, so the frames of several pushes
-    /// that arrive meanwhile leave in one `writev`.
-    pub fn queue_shared(&mut self, frame: &Rc<[u8]>) {
-        if frame.len() < SHARE_MIN_BYTES {
-            self.append(|v| v.extend_from_slice(frame));
-        } else {
-            let b = self.backlog();
-            b.queue.push_back(Chunk::Shared(Rc::clone(frame)));
-            b.queued += frame.len();
-            b.high_water = b.high_water.max(b.queued);
-        }
-    }
-}
-
 /// Writes `bytes` until done or the socket would block; returns how many went.
 fn write_until_blocked(tcp: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
     let mut written = 0;
@@ -287,8 +271,6 @@ pub struct Conn {
     pub serial: u64,
     /// Earliest timer entry armed for this connection, if any.
     pub armed: Option<Instant>,
-    /// Pushed frames wait in the queue for the loop's end-of-tick flush.
-    pub dirty: bool,
     pub state: State,
 }
 

@@ -50,7 +50,6 @@ use cluster::Waiter;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::Value;
-use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
@@ -77,11 +76,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 /// How long shutdown waits for close handshakes and pending responses.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-/// A tick flushes this share of the connections with queued pushes (but
-/// at least `FLUSH_MIN`): a fan-out to many connections takes this many
-/// ticks, and pushes arriving meanwhile coalesce with it (see `flush_dirty`).
-const FLUSH_SHARE: usize = 8;
-const FLUSH_MIN: usize = 256;
 
 /// A request from a `Handle` on another thread.
 pub(crate) enum Control {
@@ -131,9 +125,6 @@ pub(crate) struct Loop {
     revisit: Vec<usize>,
     /// Reused buffer of push targets, so a push allocates nothing per send.
     targets: Vec<usize>,
-    /// Connections with pushed frames queued (slot and serial), flushed in
-    /// this order at the end of a tick, a share per tick (`flush_dirty`).
-    dirty: VecDeque<(usize, u64)>,
     /// Cluster mode: the Redis links (see redis.rs), and what they produced
     /// this tick.
     redis: Option<Redis<Waiter>>,
@@ -233,7 +224,6 @@ impl Loop {
             shutdown_by: None,
             revisit: Vec::new(),
             targets: Vec::new(),
-            dirty: VecDeque::new(),
             redis,
             redis_out: Vec::new(),
             responses: Vec::new(),
@@ -261,7 +251,7 @@ impl Loop {
             .into_iter()
             .flatten()
             .min();
-            let timeout = if self.revisit.is_empty() && self.dirty.is_empty() {
+            let timeout = if self.revisit.is_empty() {
                 // Round up so a deadline is never missed by a sub-millisecond sleep.
                 wake.map(|w| w.saturating_duration_since(now) + Duration::from_millis(1))
             } else {
@@ -300,7 +290,6 @@ impl Loop {
             }
             self.run_timers(now);
             self.run_redis(now);
-            self.flush_dirty();
             if self.accept_paused_until.is_some_and(|t| now >= t) {
                 self.accept_paused_until = None;
                 self.accept(now);
@@ -348,7 +337,6 @@ impl Loop {
             peer,
             serial: self.core.next_serial,
             armed: None,
-            dirty: false,
             state: State::Http(Http::new(now)),
         };
         let id = self.conns.insert(conn);
@@ -868,48 +856,16 @@ impl Loop {
             let State::Ws(ws) = &mut conn.state else { continue };
             if self
                 .core
-                .queue_frame(id, ws, &mut conn.stream, payload.frame(ws.envelope), now)
+                .send_frame(id, ws, &mut conn.stream, payload.frame(ws.envelope), now)
             {
                 sent += 1;
                 self.core.metrics.bytes_out += payload.payload_len(ws.envelope) as u64;
-                if !conn.dirty {
-                    conn.dirty = true;
-                    self.dirty.push_back((id, conn.serial));
-                }
             } else {
                 self.core.arm(id, conn);
             }
         }
         self.core.metrics.messages_delivered += sent as u64;
         sent
-    }
-
-    /// Writes the queued pushes of the oldest `1/FLUSH_SHARE` of the
-    /// connections waiting (at least `FLUSH_MIN`). A big fan-out is spread
-    /// over several ticks: a push that arrives meanwhile is taken at once,
-    /// and the connections not yet reached get both frames in one
-    /// `writev` — fewer system calls per message, which is what bounds
-    /// fan-out throughput. The spread is a fixed number of ticks per round
-    /// of the list, so pushes arriving faster than they can be written slow
-    /// down the round instead of piling up: latency stays bounded by one
-    /// round. A broken socket is left to `drive`, which finds it.
-    fn flush_dirty(&mut self) {
-        let budget = self.dirty.len().div_ceil(FLUSH_SHARE).max(FLUSH_MIN);
-        for _ in 0..budget {
-            let Some((id, serial)) = self.dirty.pop_front() else {
-                return;
-            };
-            let Some(conn) = self.conns.get_mut(id) else {
-                continue;
-            };
-            if conn.serial != serial {
-                continue;
-            }
-            conn.dirty = false;
-            if conn.stream.flush_out().is_err() {
-                self.revisit.push(id);
-            }
-        }
     }
 
     // ---- WebSocket ----
@@ -1172,33 +1128,6 @@ impl Core {
             }
             None => self.close_ws(id, ws, stream, code, reason, now),
         }
-    }
-
-    /// Queues one pushed frame for the end-of-tick flush; false when the
-    /// connection cannot take it (then closing with 4008, as in `send_frame`).
-    fn queue_frame(
-        &mut self,
-        id: usize,
-        ws: &mut Ws,
-        stream: &mut Stream,
-        frame: &Rc<[u8]>,
-        now: Instant,
-    ) -> bool {
-        let limit = self.cfg.max_backlog_bytes;
-        // Frames queued this tick are not a slow consumer's fault: only
-        // what the socket refuses counts, so write them out before judging.
-        if stream.queued() + frame.len() > limit {
-            // A dead socket is found (and closed) by its next `drive`.
-            let _ = stream.flush_out();
-            if stream.queued() + frame.len() > limit {
-                self.metrics.slow_consumer_drops += 1;
-                info!("closing slow consumer {id}");
-                self.close_ws(id, ws, stream, close::SLOW_CONSUMER, "slow consumer", now);
-                return false;
-            }
-        }
-        stream.queue_shared(frame);
-        true
     }
 
     /// Sends one encoded data frame; false when the connection cannot take

@@ -26,7 +26,7 @@ mod http_keepalive_pipelining;
 mod http_timeouts;
 mod limits;
 mod metrics;
-mod push_coalescing;
+mod push_big_fanout;
 mod push_fanout;
 mod redis_harness;
 mod resilience_close_grace;

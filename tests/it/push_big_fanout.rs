@@ -1,7 +1,7 @@
-//! Big fan-outs are written over several loop ticks, and pushes arriving
-//! meanwhile are coalesced into the same writes (issue 7's stretch). What
-//! must not change: every connection gets every push once, in order; the
-//! counts are right; other requests are answered while a fan-out is out.
+//! Big fan-outs and bursts of pushes: every connection gets every push
+//! once, in order; the counts are right; other requests are answered in
+//! between; a vanished client does not hold the others up; a burst to one
+//! healthy client is not mistaken for a slow consumer.
 use crate::common::*;
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
@@ -15,8 +15,7 @@ fn pipelined_pushes_to_many_connections_arrive_whole_and_in_order() {
     const PUSHES: usize = 40;
     let mut clients: Vec<Ws> = (0..CONNS).map(|_| connect_registered(a, "fan", "e")).collect();
 
-    // All pushes in one write: several are parsed per tick, so frames for
-    // one connection queue up behind each other before any is written.
+    // All pushes in one write: several are handled per loop round.
     let mut s = TcpStream::connect(a).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     let mut raw = Vec::new();
@@ -53,7 +52,7 @@ fn pipelined_pushes_to_many_connections_arrive_whole_and_in_order() {
     );
 }
 
-/// A client that vanished is found when its turn to be written comes; the
+/// A client that vanished is found when a push is written to it; the
 /// others of the same fan-out are not held up.
 #[test]
 fn a_vanished_client_in_a_big_fan_out_is_dropped_quietly() {
@@ -83,9 +82,8 @@ fn a_vanished_client_in_a_big_fan_out_is_dropped_quietly() {
     });
 }
 
-/// Many pushes to one connection in one tick queue up before the end-of-tick
-/// flush; that is not the client's fault. Only bytes the socket refuses
-/// count against --max-backlog-bytes.
+/// Many pushes to one connection in one loop round: only bytes the socket
+/// refuses count against --max-backlog-bytes.
 #[test]
 fn pushes_queued_in_one_tick_are_not_mistaken_for_a_slow_consumer() {
     let server = start_with(|b| b.configure(|c| c.max_backlog_bytes = 8192));
