@@ -4,6 +4,7 @@
 //! A body is turned into a `PushRequest` here or refused with a one-line
 //! reason; the loop never sees unchecked JSON.
 
+use crate::http::response::Decimal;
 use crate::ws;
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -367,22 +368,12 @@ pub fn dropped_body(n: usize, json: bool) -> String {
     }
 }
 
-/// `{prefix}{n}{suffix}`, sized once, without `format!` (whose machinery
-/// cost as much as the rest of a push's answer).
-fn counted(prefix: &str, mut n: usize, suffix: &str) -> String {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut s = String::with_capacity(prefix.len() + digits.len() - start + suffix.len());
+/// `{prefix}{n}{suffix}`, sized once, without `format!`.
+fn counted(prefix: &str, n: usize, suffix: &str) -> String {
+    let n = Decimal::new(n);
+    let mut s = String::with_capacity(prefix.len() + n.as_bytes().len() + suffix.len());
     s.push_str(prefix);
-    s.extend(digits[start..].iter().map(|&d| char::from(d)));
+    s.push_str(n.as_str());
     s.push_str(suffix);
     s
 }

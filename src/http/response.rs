@@ -96,18 +96,42 @@ impl Response {
 }
 
 /// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(Decimal::new(n).as_bytes());
+}
+
+/// A number's decimal digits on the stack, so answers that carry a count
+/// are built without `format!` (whose machinery cost as much as the rest
+/// of a push's answer).
+pub(crate) struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    pub(crate) fn new(mut n: usize) -> Decimal {
+        let mut d = Decimal {
+            digits: [0; 20],
+            start: 20,
+        };
+        loop {
+            d.start -= 1;
+            d.digits[d.start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return d;
+            }
         }
     }
-    out.extend_from_slice(&digits[start..]);
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.start..]
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("0")
+    }
 }
 
 /// Reason phrases for the statuses this server sends.

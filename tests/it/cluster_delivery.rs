@@ -115,13 +115,7 @@ fn a_thousand_pushes_from_one_node_arrive_in_order_on_another() {
         let mut out = Vec::new();
         for i in batch * 100..(batch + 1) * 100 {
             let body = format!(r#"{{"userId":"alice","event":"seq","message":"m{i}"}}"#);
-            out.extend_from_slice(
-                format!(
-                    "POST /push HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
+            out.extend_from_slice(push_request(&body).as_bytes());
         }
         s.write_all(&out).unwrap();
         for _ in 0..100 {

@@ -84,12 +84,7 @@ fn redis_paused_times_out_without_hanging_the_loop() {
     s.set_read_timeout(Some(WAIT)).unwrap();
     let body = r#"{"userId":"alice","event":"e","message":"timed out"}"#;
     let started = Instant::now();
-    write!(
-        s,
-        "POST /push HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    s.write_all(push_request(body).as_bytes()).unwrap();
     // ...while the loop keeps serving everyone else at once.
     std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
@@ -152,10 +147,7 @@ fn pipelined_requests_keep_their_order_behind_a_push() {
     let mut s = TcpStream::connect(a.addr).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     let body = r#"{"userId":"u","event":"e","message":"m"}"#;
-    let push_req = format!(
-        "POST /push HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let push_req = push_request(body);
     let raw = format!(
         "{push_req}GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n{push_req}GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
     );
@@ -178,12 +170,7 @@ fn a_client_that_leaves_while_waiting_is_harmless() {
     for _ in 0..5 {
         let mut s = TcpStream::connect(a.addr).unwrap();
         let body = r#"{"userId":"alice","event":"e","message":"abandoned"}"#;
-        write!(
-            s,
-            "POST /push HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
+        s.write_all(push_request(body).as_bytes()).unwrap();
         drop(s);
     }
     std::thread::sleep(Duration::from_millis(100));

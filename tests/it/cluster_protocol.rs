@@ -71,6 +71,27 @@ fn fake_redis(
     (addr, accepted)
 }
 
+/// A fake whose first PUBLISH gets `first` and every later one `:{later}`.
+fn first_publish_gets(first: &'static [u8], later: u32) -> (SocketAddr, Arc<AtomicUsize>) {
+    fake_redis(move |n| {
+        if n == 0 {
+            first.to_vec()
+        } else {
+            format!(":{later}\r\n").into_bytes()
+        }
+    })
+}
+
+/// The first push fails with 503, the link comes back, the next push works.
+#[track_caller]
+fn a_bad_reply_costs_one_push(first: &'static [u8]) {
+    let (redis, _) = first_publish_gets(first, 1);
+    let a = node_at(redis);
+    assert_eq!(push(a.addr, "u", "e", "m").status, 503);
+    wait_up(a.addr);
+    assert_eq!(push(a.addr, "u", "e", "m").status, 200);
+}
+
 fn node_at(addr: SocketAddr) -> TestServer {
     let url = wspush::RedisUrl::parse(&format!("redis://{addr}")).unwrap();
     let n = start_with(|b| b.configure(|c| c.redis = Some(url)));
@@ -81,13 +102,7 @@ fn node_at(addr: SocketAddr) -> TestServer {
 #[test]
 fn garbage_in_reply_to_a_publish_ends_the_link_and_it_reconnects() {
     // The first publish gets garbage, later ones a proper count.
-    let (redis, accepted) = fake_redis(|n| {
-        if n == 0 {
-            b"!garbage\r\n".to_vec()
-        } else {
-            b":3\r\n".to_vec()
-        }
-    });
+    let (redis, accepted) = first_publish_gets(b"!garbage\r\n", 3);
     let a = node_at(redis);
     let r = push(a.addr, "u", "e", "m");
     assert_eq!(
@@ -106,13 +121,8 @@ fn garbage_in_reply_to_a_publish_ends_the_link_and_it_reconnects() {
 
 #[test]
 fn an_error_reply_to_a_publish_is_a_503_and_the_link_stays() {
-    let (redis, accepted) = fake_redis(|n| {
-        if n == 0 {
-            b"-OOM command not allowed when used memory > 'maxmemory'\r\n".to_vec()
-        } else {
-            b":1\r\n".to_vec()
-        }
-    });
+    let (redis, accepted) =
+        first_publish_gets(b"-OOM command not allowed when used memory > 'maxmemory'\r\n", 1);
     let a = node_at(redis);
     let r = push(a.addr, "u", "e", "m");
     assert_eq!(r.status, 503);
@@ -129,33 +139,13 @@ fn an_error_reply_to_a_publish_is_a_503_and_the_link_stays() {
 #[test]
 fn an_absurd_reply_size_is_refused_before_it_is_read() {
     // A bulk header claiming 100 GB: refused at the header, link reset.
-    let (redis, _) = fake_redis(|n| {
-        if n == 0 {
-            b"$100000000000\r\n".to_vec()
-        } else {
-            b":1\r\n".to_vec()
-        }
-    });
-    let a = node_at(redis);
-    assert_eq!(push(a.addr, "u", "e", "m").status, 503);
-    wait_up(a.addr);
-    assert_eq!(push(a.addr, "u", "e", "m").status, 200);
+    a_bad_reply_costs_one_push(b"$100000000000\r\n");
 }
 
 #[test]
 fn an_unexpected_reply_type_is_a_protocol_error() {
     // A bulk string where an integer belongs.
-    let (redis, _) = fake_redis(|n| {
-        if n == 0 {
-            b"$2\r\nhi\r\n".to_vec()
-        } else {
-            b":1\r\n".to_vec()
-        }
-    });
-    let a = node_at(redis);
-    assert_eq!(push(a.addr, "u", "e", "m").status, 503);
-    wait_up(a.addr);
-    assert_eq!(push(a.addr, "u", "e", "m").status, 200);
+    a_bad_reply_costs_one_push(b"$2\r\nhi\r\n");
 }
 
 #[test]

@@ -288,6 +288,14 @@ pub fn push(addr: SocketAddr, user: &str, event: &str, message: &str) -> HttpRes
     post(addr, "/push", &body)
 }
 
+/// A raw `POST /push` request with `body`, for pipelining several in one write.
+pub fn push_request(body: &str) -> String {
+    format!(
+        "POST /push HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 /// Polls `f` until it returns true or `WAIT` passes.
 #[track_caller]
 pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {

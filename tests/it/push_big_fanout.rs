@@ -21,13 +21,7 @@ fn pipelined_pushes_to_many_connections_arrive_whole_and_in_order() {
     let mut raw = Vec::new();
     for k in 0..PUSHES {
         let body = format!(r#"{{"userId":"fan","event":"e","message":"m{k}"}}"#);
-        raw.extend_from_slice(
-            format!(
-                "POST /push HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        );
+        raw.extend_from_slice(push_request(&body).as_bytes());
     }
     raw.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     s.write_all(&raw).unwrap();
@@ -94,13 +88,7 @@ fn pushes_queued_in_one_tick_are_not_mistaken_for_a_slow_consumer() {
     let mut raw = Vec::new();
     for k in 0..PUSHES {
         let body = format!(r#"{{"userId":"u","event":"e","message":"{k:02}{big}"}}"#);
-        raw.extend_from_slice(
-            format!(
-                "POST /push HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        );
+        raw.extend_from_slice(push_request(&body).as_bytes());
     }
     let mut s = TcpStream::connect(a).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
