@@ -46,7 +46,7 @@ pub(crate) const SUB: Token = Token(usize::MAX - 4);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Liveness probe interval of an idle link.
-pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_EVERY: Duration = Duration::from_secs(1);
 /// Publishes queued but not yet answered before new pushes get 503: a
 /// Redis that accepts but does not answer must not grow us without bound.
 const MAX_IN_FLIGHT: usize = 65_536;
@@ -249,7 +249,7 @@ impl<W> Redis<W> {
         if let Err(reason) = self.service(role, now, out) {
             self.fail(role, reason, registry, now, out);
         }
-        self.note_state(now);
+        self.note_state();
     }
 
     /// Writes what this tick queued (pipelined publishes, pings).
@@ -262,7 +262,7 @@ impl<W> Redis<W> {
                 }
             }
         }
-        self.note_state(now);
+        self.note_state();
     }
 
     /// The earliest moment [`on_timer`](Redis::on_timer) has work.
@@ -461,7 +461,7 @@ impl<W> Redis<W> {
     }
 
     /// Logs the way back up once.
-    fn note_state(&mut self, _now: Instant) {
+    fn note_state(&mut self) {
         if self.is_up() && self.reported_up != Some(true) {
             if self.ever_up {
                 self.stats.reconnects += 1;
