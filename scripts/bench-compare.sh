@@ -70,16 +70,8 @@ for s in $SERVERS; do
   }
 done
 
-server_pid=""
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
-}
+# shellcheck source=scripts/lib-server.sh
+. scripts/lib-server.sh
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 
@@ -93,12 +85,7 @@ start_server() {
   # shellcheck disable=SC2046
   taskset -c 0 $(server_cmd "$1" "$port") > "$log" 2>&1 &
   server_pid=$!
-  for _ in $(seq 100); do
-    grep -q "listening on" "$log" 2>/dev/null && break
-    kill -0 "$server_pid" 2>/dev/null || { echo "bench-compare: $1 died:" >&2; cat "$log" >&2; exit 1; }
-    sleep 0.1
-  done
-  grep -q "listening on" "$log" || { echo "bench-compare: $1 never listened" >&2; exit 1; }
+  wait_listening "bench-compare: $1" "$log"
   sleep 0.5
   rss_start=$(awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status")
 }

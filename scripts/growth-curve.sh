@@ -41,16 +41,8 @@ mkdir -p "$OUT" "$(dirname "$CSV")" "$(dirname "$PNG")"
 results="$OUT/results.jsonl"
 : > "$results"
 
-server_pid=""
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
-}
+# shellcheck source=scripts/lib-server.sh
+. scripts/lib-server.sh
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 
@@ -63,12 +55,7 @@ start_server() {
   taskset -c 0 "$WSPUSH_BIN" --listen "$addr" --log-level warn \
     --max-connections $(( $1 + 100 )) > "$log" 2>&1 &
   server_pid=$!
-  for _ in $(seq 100); do
-    grep -q "listening on" "$log" 2>/dev/null && break
-    kill -0 "$server_pid" 2>/dev/null || { echo "growth-curve: server died:" >&2; cat "$log" >&2; exit 1; }
-    sleep 0.1
-  done
-  grep -q "listening on" "$log" || { echo "growth-curve: server never listened" >&2; exit 1; }
+  wait_listening "growth-curve: server" "$log"
   sleep 0.5
 }
 
