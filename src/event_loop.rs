@@ -149,6 +149,8 @@ enum Route {
     Upgrade,
     /// An embedded file (index into `Core::statics`).
     Static(usize),
+    /// The demo page's `/demo/whoami`.
+    Whoami,
     Push(Endpoint),
     Health,
     Metrics,
@@ -695,16 +697,18 @@ impl Loop {
             Route::Metrics
         } else if let Some(i) = self.core.statics.iter().position(|f| cfg.demo && f.path == path) {
             Route::Static(i)
+        } else if cfg.demo && path == static_files::WHOAMI_PATH {
+            Route::Whoami
         } else {
             return Err(Response::error(404, "404 page not found", json));
         };
         let get = matches!(head.method.as_str(), "GET" | "HEAD");
         match route {
             Route::Push(_) if head.method != "POST" => return Err(method_not_allowed("POST", json)),
-            Route::Health | Route::Metrics | Route::Static(_) if !get => {
+            Route::Health | Route::Metrics | Route::Static(_) | Route::Whoami if !get => {
                 return Err(method_not_allowed("GET, HEAD", json))
             }
-            Route::Health | Route::Static(_) => return Ok(route),
+            Route::Health | Route::Static(_) | Route::Whoami => return Ok(route),
             _ => {}
         }
         let req = Request::new(head, peer);
@@ -730,6 +734,11 @@ impl Loop {
         let resp = match route {
             Route::Upgrade => return self.check_upgrade(head, json),
             Route::Static(i) => static_files::respond(&self.core.statics[i], head),
+            Route::Whoami => {
+                let key = matches!(self.core.hooks.push, PushGuard::Key(_));
+                let auth = &mut self.core.hooks.auth;
+                static_files::whoami(head, |t| auth.user_for(t), key, &self.core.cfg.push_path)
+            }
             Route::Health if self.redis.as_ref().is_some_and(|r| !r.is_up()) => {
                 self.redis_unavailable(json, now)
             }

@@ -1,8 +1,15 @@
-//! The browser client and the demo page, compiled into the binary.
+//! The browser client and the demo page, compiled into the binary, and the
+//! demo page's one helper endpoint, `/demo/whoami`.
 //!
 //! Served with an `ETag` (a hash of the content, fixed for the build) and
 //! `Cache-Control: no-cache`, so browsers revalidate with `If-None-Match`
 //! and get a body-less 304 until the server is upgraded.
+//!
+//! The client files (`/wspush.js`, `/wspush.mjs`, `/wspush.d.ts`) carry
+//! `Access-Control-Allow-Origin: *` on every answer, 304 and HEAD included:
+//! they are public, and without it a page served from elsewhere could not
+//! `import` the module (module scripts are fetched in CORS mode). The demo
+//! page itself does not need it.
 //!
 //! The hash is taken on the first request for a file, not at startup:
 //! hashing every file at startup read all of them (and the SHA-256 code)
@@ -18,6 +25,8 @@ pub struct StaticFile {
     pub path: &'static str,
     pub content_type: &'static str,
     pub body: &'static str,
+    /// Loadable from any origin (the client files).
+    public: bool,
     etag: OnceCell<String>,
 }
 
@@ -32,17 +41,31 @@ impl StaticFile {
     }
 }
 
-const FILES: [(&str, &str, &str); 3] = [
-    ("/", "text/html; charset=utf-8", include_str!("../web/index.html")),
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// Path, type, body, public.
+const FILES: [(&str, &str, &str, bool); 5] = [
     (
-        "/wspush.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/wspush.js"),
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../web/index.html"),
+        false,
     ),
+    ("/wspush.js", JS, include_str!("../web/wspush.js"), true),
+    ("/wspush.mjs", JS, include_str!("../web/wspush.mjs"), true),
     (
-        "/wspush.mjs",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/wspush.mjs"),
+        "/wspush.d.ts",
+        "application/typescript; charset=utf-8",
+        include_str!("../web/wspush.d.ts"),
+        true,
+    ),
+    // Browsers ask for it on every page of the origin; a 404 is a red line
+    // in the demo page's console that looks like a fault of the page.
+    (
+        "/favicon.ico",
+        "image/svg+xml",
+        include_str!("../web/favicon.svg"),
+        false,
     ),
 ];
 
@@ -50,10 +73,11 @@ const FILES: [(&str, &str, &str); 3] = [
 pub fn files() -> Vec<StaticFile> {
     FILES
         .iter()
-        .map(|&(path, content_type, body)| StaticFile {
+        .map(|&(path, content_type, body, public)| StaticFile {
             path,
             content_type,
             body,
+            public,
             etag: OnceCell::new(),
         })
         .collect()
@@ -76,8 +100,49 @@ pub fn respond(file: &StaticFile, head: &Head) -> Response {
         Response::text(200, file.body)
     };
     r.content_type = file.content_type;
-    r.with_header("ETag", file.etag())
-        .with_header("Cache-Control", "no-cache")
+    let r = r
+        .with_header("ETag", file.etag())
+        .with_header("Cache-Control", "no-cache");
+    if file.public {
+        r.with_header("Access-Control-Allow-Origin", "*")
+    } else {
+        r
+    }
+}
+
+pub const WHOAMI_PATH: &str = "/demo/whoami";
+
+/// The demo page's helper, served only with the demo on: which user the
+/// token in `Authorization: Bearer <token>` is (asked of `user_for`, the
+/// server's own connection auth) and whether pushes need a key, so the
+/// page can show a curl command that works as pasted. Without it the page
+/// could only guess userId = token, wrong under `--auth-tokens` and
+/// `--jwt-secret`. Telling a token's holder its own userId gives away
+/// nothing a register with that token would not.
+pub fn whoami(
+    head: &Head,
+    user_for: impl FnOnce(&str) -> Option<String>,
+    push_key: bool,
+    push_path: &str,
+) -> Response {
+    let token = head.header("Authorization").and_then(|v| {
+        let (scheme, rest) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    let refuse = |why: &str| {
+        Response::error(401, why, true)
+            .with_header("WWW-Authenticate", "Bearer")
+            .with_header("Cache-Control", "no-store")
+    };
+    let user = match token {
+        None | Some("") => return refuse("missing token: send Authorization: Bearer <token>"),
+        Some(t) => match user_for(t) {
+            Some(u) => u,
+            None => return refuse("token rejected"),
+        },
+    };
+    let body = serde_json::json!({ "userId": user, "pushKey": push_key, "pushPath": push_path });
+    Response::json(200, body.to_string()).with_header("Cache-Control", "no-store")
 }
 
 #[cfg(test)]
