@@ -7,11 +7,26 @@ export type State = "connecting" | "open" | "reconnecting" | "closed";
 
 /** Why the state changed: the close code and reason that caused it, and for
  * "reconnecting" the delay in ms before the next attempt (absent while the
- * client waits for a subscribe() because nothing is subscribed). */
+ * client waits for a subscribe() because nothing is subscribed).
+ *
+ * A browser reports every refused handshake (403 origin not allowed, 404,
+ * 503) and an unreachable server alike, as code 1006 before the socket
+ * opens. After the third such failure in a row the client retries only
+ * every 15-30 s until an attempt opens, and calls onstatechange once more
+ * with "reconnecting" (the same state) and this `reason`:
+ * "no connection after 3 attempts (origin not allowed? wrong URL? server
+ * down?); retrying every 15-30 s". */
 export interface StateInfo {
   code: number;
   reason: string;
   delay?: number;
+}
+
+/** Passed to onclose: the server ended the client for good (close 4001,
+ * a /drop with "reconnect": false). */
+export interface CloseInfo {
+  code: number;
+  reason: string;
 }
 
 /** Passed to onAuthError: the close code (4401 token rejected, 4403 token of
@@ -43,14 +58,20 @@ export interface Options {
   envelope?: boolean;
   /** Token rejected (not retried); the client is then "closed". */
   onAuthError?: (error: AuthError) => void;
-  /** Called on each change of `state` (not for the initial "connecting"). */
+  /** Called on each change of `state` (not for the initial "connecting"),
+   * and once more with "reconnecting" when retries slow down (StateInfo). */
   onstatechange?: (state: State, info?: StateInfo) => void;
+  /** Close 4001: the server dropped this client with "reconnect": false; the
+   * client is then "closed" and does not reconnect. (Close 4000, a plain
+   * /drop, reconnects.) */
+  onclose?: (info: CloseInfo) => void;
 }
 
 export interface Client {
   readonly state: State;
   onstatechange: ((state: State, info?: StateInfo) => void) | null;
   onAuthError: ((error: AuthError) => void) | null;
+  onclose: ((info: CloseInfo) => void) | null;
   /** Registers the event (now, or as soon as the connection opens) and keeps
    * it registered across reconnects. Subscribing again replaces the handler.
    * Resolves on the server's ok reply; rejects with a WspushError. */

@@ -27,10 +27,17 @@
  * Reconnect delay: random(0, min(30 s, 0.5 s * 2^(n-1))); each failure adds 1
  * to n, 2 after close 1013 or a connection that closed before it opened (how
  * an HTTP 503 shows); n is reset when a connection had stayed open 10 s.
+ * A browser shows every refused handshake (403 origin not allowed, 404,
+ * 503) and an unreachable server alike, as 1006 before open, so after 3
+ * such failures in a row the delay is random(15 s, 30 s) until an attempt
+ * opens, and onstatechange is called once more with "reconnecting" and a
+ * reason that says so; the page can show it instead of spinning quietly.
  * With nothing subscribed the client does not reconnect until subscribe().
  * Close 4401/4403, or a register reply with that code: onAuthError({code,
  * reason}) and "closed"; a `token` function is first asked once for a fresh
  * token (that allowance comes back after a register succeeds).
+ * Close 4001 (the server's /drop with "reconnect": false): "closed" for good
+ * and onclose({code, reason}); close 4000 (a plain /drop) reconnects.
  * Options starting with _ (_WebSocket, _setTimeout, _clearTimeout, _random,
  * _now) are for tests.
  */
@@ -71,6 +78,7 @@
       token,
       lastId = 0,
       fails = 0,
+      early = 0, // attempts in a row that failed before opening
       openedAt = 0,
       retried = false;
     if (!WS) throw new Error("wspush: no WebSocket in this environment");
@@ -81,6 +89,7 @@
       },
       onstatechange: o.onstatechange || null,
       onAuthError: o.onAuthError || null,
+      onclose: o.onclose || null,
       subscribe: function (event, handler) {
         return new Promise(function (resolve, reject) {
           if (st == "closed") return reject(failure(1000, "client closed"));
@@ -106,8 +115,8 @@
       },
     };
 
-    function set(s, info) {
-      if (s == st) return;
+    function set(s, info, again) {
+      if (s == st && !again) return;
       st = s;
       if (c.onstatechange) c.onstatechange(s, info);
     }
@@ -146,6 +155,7 @@
           s.onopen = function () {
             if (s != ws) return;
             live = true;
+            early = 0;
             openedAt = now();
             subs.forEach(register);
             set("open");
@@ -220,12 +230,20 @@
       ws = null;
       flush(failure(code, reason || "connection closed"));
       if (code == 4401 || code == 4403) return authFailed(code, reason);
+      if (code == 4001) {
+        stop(failure(code, reason));
+        if (c.onclose) c.onclose({ code: code, reason: reason });
+        return;
+      }
       if (wasOpen && now() - openedAt >= 10000) fails = 0;
       fails += code == 1013 || !wasOpen ? 2 : 1;
-      var info = { code: code, reason: reason };
+      var info = { code: code, reason: reason },
+        slow = !wasOpen && ++early >= 3,
+        tell = slow && early == 3;
+      if (tell) info.reason = "no connection after 3 attempts (origin not allowed? wrong URL? server down?); retrying every 15-30 s";
       if (!subs.size) parked = true;
-      else timer = setT(start, (info.delay = random() * Math.min(30000, 500 * Math.pow(2, fails - 1))));
-      set("reconnecting", info);
+      else timer = setT(start, (info.delay = slow ? 15000 * (1 + random()) : random() * Math.min(30000, 500 * Math.pow(2, fails - 1))));
+      set("reconnecting", info, tell);
     }
 
     function message(data) {

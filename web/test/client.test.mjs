@@ -357,18 +357,66 @@ test("attempts closed before opening and close 1013 back off twice as fast", asy
   t.c.subscribe("a", () => {}).catch(() => {});
   await settle();
   const delays = [];
-  for (let i = 0; i < 4; i++) {
+  for (let i = 0; i < 2; i++) {
     t.last().serverClose(1006); // handshake failed, e.g. HTTP 503
     delays.push(t.clock.pending()[0].ms);
     await t.clock.advance(delays[i]);
   }
-  assert.deepEqual(delays, [1000, 4000, 16000, 30000]);
+  assert.deepEqual(delays, [1000, 4000]);
   assert.equal(t.c.state, "reconnecting");
 
   const u = setup();
   u.c.subscribe("a", () => {}).catch(() => {});
   await settle();
   assert.deepEqual(await delaysAfterDrops(u, 3, 1013), [1000, 4000, 16000]);
+});
+
+// A refused origin (HTTP 403) shows in a browser only as 1006 before open,
+// like a server that is down: the client cannot tell, so it slows down.
+test("3 failures in a row before opening: retries every 15-30 s, and onstatechange says so once", async () => {
+  let r = 1;
+  const t = setup({ _random: () => r });
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  const delays = [];
+  for (let i = 0; i < 6; i++) {
+    if (i == 4) r = 0;
+    t.last().error(); // how Chromium reports a refused handshake
+    delays.push(t.clock.pending()[0].ms);
+    await t.clock.advance(delays[i]);
+  }
+  assert.deepEqual(delays, [1000, 4000, 30000, 30000, 15000, 15000], "the third failure jumps to the cap");
+  assert.equal(t.c.state, "reconnecting");
+  const why = "no connection after 3 attempts (origin not allowed? wrong URL? server down?); retrying every 15-30 s";
+  assert.deepEqual(t.states, [
+    ["reconnecting", { code: 1006, reason: "connection failed", delay: 1000 }],
+    ["reconnecting", { code: 1006, reason: why, delay: 30000 }],
+  ]);
+
+  // An attempt that opens starts the count again, and the backoff goes on
+  // from where it was (the connection did not stay open for 10 s).
+  t.last().open();
+  t.last().serverClose(1006);
+  assert.deepEqual(t.states.at(-1), ["reconnecting", { code: 1006, reason: "", delay: 0 }]);
+  r = 1;
+  await t.clock.advance(0);
+  for (const want of [30000, 30000]) {
+    t.last().error();
+    assert.equal(t.clock.pending()[0].ms, want);
+    await t.clock.advance(want);
+  }
+  assert.equal(t.states.length, 4, "silent until the third failure in a row");
+  t.last().error();
+  assert.equal(t.states.length, 5);
+  assert.equal(t.states.at(-1)[1].reason, why);
+
+  // Failures after an open never count: a server that drops open
+  // connections keeps the usual full jitter (random 0 -> 0 ms).
+  const u = setup({ _random: () => 0 });
+  u.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  assert.deepEqual(await delaysAfterDrops(u, 5, 1006), [0, 0, 0, 0, 0]);
+  assert.equal(u.states.length, 10, "open and reconnecting, nothing else");
 });
 
 test("a connection open for 10 s resets the backoff; a shorter one does not", async () => {
@@ -600,6 +648,45 @@ test("the fresh-token allowance comes back after a successful register", async (
 });
 
 // --- close ------------------------------------------------------------------
+
+test("close 4001 (dropped with reconnect: false) ends the client for good; 4000 reconnects", async () => {
+  const t = setup({ onclose: undefined });
+  const seen = [];
+  t.c.onclose = (e) => seen.push(e); // set on the client
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  t.last().open();
+  t.last().replyAll();
+  t.last().serverClose(4000, "dropped");
+  assert.equal(t.c.state, "reconnecting");
+  await t.clock.advance(500);
+  assert.equal(t.sockets.length, 2);
+  t.last().open();
+  const pending = watch(t.c.subscribe("b", () => {}));
+  t.last().serverClose(4001, "dropped for good");
+  await settle();
+  assert.equal(t.c.state, "closed");
+  assert.deepEqual(t.states.at(-1), ["closed", { code: 4001, reason: "dropped for good" }]);
+  assert.deepEqual(seen, [{ code: 4001, reason: "dropped for good" }]);
+  assert.equal(pending.v.code, 4001);
+  assert.deepEqual(t.clock.pending(), []);
+  await t.clock.advance(120000);
+  assert.equal(t.sockets.length, 2, "never reconnects");
+  assert.equal((await Promise.allSettled([t.c.subscribe("c", () => {})]))[0].status, "rejected");
+
+  // As an option; and a token function is not asked again.
+  let calls = 0;
+  const got = [];
+  const u = setup({ token: () => "t" + ++calls, onclose: (e) => got.push(e) });
+  u.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  u.last().open();
+  u.last().serverClose(4001, "bye");
+  await u.clock.advance(120000);
+  assert.deepEqual(got, [{ code: 4001, reason: "bye" }]);
+  assert.equal(calls, 1);
+  assert.equal(u.sockets.length, 1);
+});
 
 test("close() closes with 1000, rejects pending promises and never reconnects", async () => {
   const t = setup();
