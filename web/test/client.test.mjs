@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import vm from "node:vm";
+import { gzipSync } from "node:zlib";
 import { connect } from "../wspush.mjs";
 
 const SRC_PATH = new URL("../wspush.js", import.meta.url);
@@ -133,6 +134,12 @@ test("wspush.js works through require() and named import of CommonJS", async () 
   assert.equal(typeof require("../wspush.js").connect, "function");
   const { connect: c2 } = await import("../wspush.js");
   assert.equal(typeof c2, "function");
+});
+
+// What a page downloads (behind a compressing proxy): keep it small.
+test("wspush.js stays under 4 KiB gzipped", () => {
+  const gz = gzipSync(readFileSync(SRC_PATH), { level: 9 }).length;
+  assert.ok(gz < 4096, `wspush.js is ${gz} bytes gzipped`);
 });
 
 test("connect throws when there is no WebSocket", () => {
