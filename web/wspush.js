@@ -239,7 +239,7 @@
       fails += code == 1013 || !wasOpen ? 2 : 1;
       var info = { code: code, reason: reason },
         slow = !wasOpen && ++early >= 3,
-        tell = slow && early == 3;
+        tell = slow && early == 3 && subs.size > 0;
       if (tell) info.reason = "no connection after 3 attempts (origin not allowed? wrong URL? server down?); retrying every 15-30 s";
       if (!subs.size) parked = true;
       else timer = setT(start, (info.delay = slow ? 15000 * (1 + random()) : random() * Math.min(30000, 500 * Math.pow(2, fails - 1))));
