@@ -13,8 +13,8 @@
 //! sockets, trickled bytes. The caps are constants below.
 //!
 //! When the server ends an attacker's connection, the attack records how
-//! (`ws 1009`, `http 400`, `eof`, `reset`, ...) and, where the brief says
-//! "keep going", opens a new one, so the pressure lasts the whole phase.
+//! (`ws 1009`, `http 400`, `eof`, `reset`, ...) and opens a new one, so
+//! the pressure lasts the whole phase on a server that defends itself.
 
 use crate::client::{
     connect_within, frame, read_upgrade, upgrade_request, FrameReader, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT,

@@ -32,7 +32,8 @@
 //! `names`; SPEC §12), each a few seconds; meanwhile `/healthz` on fresh
 //! connections and pushes to registered clients are timed. Per phase: p50,
 //! p99, max of both, and the verdict p99 ≤ 2 × quiet p99 + 5 ms
-//! (`hostile.rs`, the attacks in `attack.rs`).
+//! (`hostile.rs`, the attacks in `attack.rs`). One JSON line per phase
+//! with `--json`; exit 1 only on tool errors unless `--strict`.
 //!
 //!     wspush-bench hostile --addr 127.0.0.1:12345 --pid PID --seconds 5
 //!
@@ -40,7 +41,7 @@
 //! used over 90 % of a core (the tool may then have been the limit).
 //! `idle`, `fanout` and `pushrate` also drive servers without `id` replies
 //! (the seed and the peers): see `--ack` and `fleet.rs`. Human table by
-//! default, one JSON line with `--json`.
+//! default, one JSON line with `--json` (`hostile`: one per phase).
 //!
 //! Source addresses are spread over 127.0.0.2-127.0.0.251 so ephemeral
 //! ports never run out. Only loopback targets are accepted.
