@@ -64,17 +64,28 @@ pub fn upgrade_request(addr: SocketAddr) -> Vec<u8> {
 /// optionally with a small receive buffer (set before the
 /// connect, so the advertised window stays small: a slow reader).
 pub fn connect_with(i: usize, to: SocketAddr, rcvbuf: Option<usize>) -> io::Result<TcpStream> {
+    connect_within(i, to, rcvbuf, READ_TIMEOUT)
+}
+
+/// `connect_with`, giving up after `limit` (connect, reads and writes): a
+/// probe that must not wait longer than its own timeout.
+pub fn connect_within(
+    i: usize,
+    to: SocketAddr,
+    rcvbuf: Option<usize>,
+    limit: Duration,
+) -> io::Result<TcpStream> {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
     if let Some(n) = rcvbuf {
         s.set_recv_buffer_size(n)?;
     }
     let src = SocketAddr::from(([127, 0, 0, 2 + (i % 250) as u8], 0));
     s.bind(&src.into())?;
-    s.connect_timeout(&to.into(), READ_TIMEOUT)?;
+    s.connect_timeout(&to.into(), limit)?;
     let s: TcpStream = s.into();
     s.set_nodelay(true)?;
-    s.set_read_timeout(Some(READ_TIMEOUT))?;
-    s.set_write_timeout(Some(READ_TIMEOUT))?;
+    s.set_read_timeout(Some(limit))?;
+    s.set_write_timeout(Some(limit))?;
     Ok(s)
 }
 
@@ -264,7 +275,7 @@ impl HttpConn {
         self.req.clear();
         write!(
             self.req,
-            "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .expect("write to a Vec");

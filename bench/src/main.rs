@@ -27,19 +27,31 @@
 //!
 //!     wspush-bench pushrate --addr 127.0.0.1:12345 --users 1000 --http-conns 4 --seconds 10 --pid PID
 //!
+//! Scenario `hostile`: a quiet phase, then one phase per attack
+//! (`fragments`, `bytes`, `slowloris-bytes`, `http-flood`, `pipeline`,
+//! `names`; SPEC §12), each a few seconds; meanwhile `/healthz` on fresh
+//! connections and pushes to registered clients are timed. Per phase: p50,
+//! p99, max of both, and the verdict p99 ≤ 2 × quiet p99 + 5 ms
+//! (`hostile.rs`, the attacks in `attack.rs`). One JSON line per phase
+//! with `--json`; exit 1 only on tool errors unless `--strict`.
+//!
+//!     wspush-bench hostile --addr 127.0.0.1:12345 --pid PID --seconds 5
+//!
 //! Every scenario reports the tool's own CPU time and flags a run where it
 //! used over 90 % of a core (the tool may then have been the limit).
 //! `idle`, `fanout` and `pushrate` also drive servers without `id` replies
 //! (the seed and the peers): see `--ack` and `fleet.rs`. Human table by
-//! default, one JSON line with `--json`.
+//! default, one JSON line with `--json` (`hostile`: one per phase).
 //!
 //! Source addresses are spread over 127.0.0.2-127.0.0.251 so ephemeral
 //! ports never run out. Only loopback targets are accepted.
 
+mod attack;
 mod churn;
 mod client;
 mod fanout;
 mod fleet;
+mod hostile;
 mod idle;
 mod measure;
 mod procfs;
@@ -50,7 +62,14 @@ mod stayer;
 use std::process::ExitCode;
 
 fn usage() -> String {
-    [idle::USAGE, fanout::USAGE, pushrate::USAGE, soak::USAGE].join("\n\n")
+    [
+        idle::USAGE,
+        fanout::USAGE,
+        pushrate::USAGE,
+        soak::USAGE,
+        hostile::USAGE,
+    ]
+    .join("\n\n")
 }
 
 /// Reads the scenario name and hands the remaining flags to its parser.
@@ -60,6 +79,7 @@ fn run(mut it: impl Iterator<Item = String>) -> Result<(), String> {
         Some("soak") => soak::run(&soak::parse(it)?),
         Some("fanout") => fanout::run(&fanout::parse(it)?),
         Some("pushrate") => pushrate::run(&pushrate::parse(it)?),
+        Some("hostile") => hostile::run(&hostile::parse(it)?),
         Some("-h") | Some("--help") | None => Err(usage()),
         Some(other) => Err(format!("unknown scenario {other:?}\n{}", usage())),
     }

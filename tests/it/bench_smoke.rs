@@ -1,6 +1,6 @@
 //! The load tool (`wspush-bench`, workspace member `bench/`) against the real
 //! server binary: small runs of every scenario (`idle`, `fanout`, `pushrate`,
-//! `soak`) must pass, so the tool and the server keep agreeing. The tool is
+//! `soak`, `hostile`) must pass, so the tool and the server keep agreeing. The tool is
 //! another package, so its binary is built (once per test run, a no-op when
 //! it is up to date) and found under the target directory.
 
@@ -257,4 +257,104 @@ fn soak_scenario_passes_against_the_binary() {
     assert!(v["churned"].as_u64().unwrap_or(0) >= 40, "{v}");
     let fds = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"));
     assert!(fds("fds_after") <= fds("fds_before"), "{v}");
+}
+
+/// `hostile`: every attack for a moment, one JSON line per phase with the
+/// figures the lead compares. Only the shape is checked, not the verdicts
+/// (they are what the run measures); each attack must have got under way
+/// and opened its connections. All six run so a tool change that breaks
+/// one (or a server change that refuses it at the door) shows here.
+#[test]
+fn hostile_scenario_reports_every_phase() {
+    let server = spawn_bin(&[]);
+    let addr = server.addr.to_string();
+    let pid = server.child.id().to_string();
+    let out = expect_success(&[
+        "hostile",
+        "--addr",
+        &addr,
+        "--pid",
+        &pid,
+        "--seconds",
+        "0.2",
+        "--rate",
+        "50",
+        "--flood-sockets",
+        "100",
+        // A server that stalls under an attack costs the test this, not 2 s.
+        "--probe-timeout",
+        "0.3",
+        "--json",
+    ]);
+    let phases: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|v| v["phase"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "quiet",
+            "fragments",
+            "bytes",
+            "slowloris-bytes",
+            "http-flood",
+            "pipeline",
+            "names"
+        ],
+        "{out}"
+    );
+    let verdicts = ["reference", "ok", "slow", "failed", "no_reference"];
+    for v in &phases {
+        assert_eq!(v["scenario"], "hostile", "{v}");
+        for m in ["healthz", "push"] {
+            assert!(v[format!("{m}_probes")].as_u64().unwrap_or(0) > 0, "{m}: {v}");
+            for k in ["ok", "failed"] {
+                assert!(v[format!("{m}_{k}")].is_u64(), "{m}_{k}: {v}");
+            }
+            let verdict = v[format!("{m}_verdict")].as_str().unwrap_or("");
+            assert!(verdicts.contains(&verdict), "{m}: {v}");
+        }
+        for k in ["server_cpu_s", "bench_cpu_s", "bench_cpu_share"] {
+            assert!(v[k].is_number(), "{k}: {v}");
+        }
+        assert!(v["failures"].is_array() && v["notes"].is_array(), "{v}");
+    }
+    // The reference: nothing may fail with no attack running.
+    let quiet = &phases[0];
+    assert_eq!(
+        (quiet["healthz_failed"].as_u64(), quiet["push_failed"].as_u64()),
+        (Some(0), Some(0)),
+        "{quiet}"
+    );
+    assert_eq!(quiet["healthz_verdict"], "reference", "{quiet}");
+    assert!(
+        quiet["healthz_p99_ms"].is_number() && quiet["push_p99_ms"].is_number(),
+        "{quiet}"
+    );
+    assert!(quiet["attack"].is_null(), "{quiet}");
+    for v in &phases[1..] {
+        let a = &v["attack"];
+        assert!(a["connections"].as_u64().unwrap_or(0) >= 1, "{v}");
+        assert!(a["units"].as_u64().unwrap_or(0) >= 1, "{v}");
+        assert!(v["healthz_bound_ms"].is_number(), "{v}");
+        assert_eq!(v["notes"], serde_json::json!([]), "attack not under way? {v}");
+    }
+
+    // The human table, quiet phase only.
+    let out = expect_success(&[
+        "hostile",
+        "--addr",
+        &addr,
+        "--seconds",
+        "0.2",
+        "--attacks",
+        "none",
+    ]);
+    assert!(out.contains("scenario              hostile\n"), "{out}");
+    assert!(out.contains("\nquiet            healthz "), "{out}");
+    assert!(out.contains("reference"), "{out}");
 }
