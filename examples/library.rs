@@ -36,7 +36,8 @@ fn main() -> Result<(), wspush::Error> {
             handle.broadcast("news", "alice is not here")?;
         }
     }
-    handle.drop_user("bob", None)?; // close 4000: bob's clients reconnect
+    handle.drop_user("bob", None)?; // close 4000: bob's clients may reconnect
+    handle.drop_user_for_good("mallory", None)?; // close 4001: they must not
     handle.shutdown(); // every client gets 1001, then run() returns
     if let Ok(ran) = serving.join() {
         ran?;

@@ -41,12 +41,19 @@ pub(crate) fn encode(req: &PushRequest) -> Vec<u8> {
             out.extend_from_slice(b",\"message\":");
             put(&mut out, message);
         }
-        PushRequest::Drop { user, event } => {
+        PushRequest::Drop {
+            user,
+            event,
+            reconnect,
+        } => {
             out.extend_from_slice(b"D{\"userId\":");
             put(&mut out, user);
             if let Some(event) = event {
                 out.extend_from_slice(b",\"event\":");
                 put(&mut out, event);
+            }
+            if !reconnect {
+                out.extend_from_slice(b",\"reconnect\":false");
             }
         }
     }
@@ -113,10 +120,17 @@ mod tests {
         round_trip(PushRequest::Drop {
             user: "u".into(),
             event: None,
+            reconnect: true,
         });
         round_trip(PushRequest::Drop {
             user: "u".into(),
             event: Some("e".into()),
+            reconnect: true,
+        });
+        round_trip(PushRequest::Drop {
+            user: "u".into(),
+            event: Some("e".into()),
+            reconnect: false,
         });
     }
 
@@ -128,6 +142,13 @@ mod tests {
             message: json!("hi"),
         });
         assert_eq!(rec, br#"1P{"userIds":["alice"],"event":"news","message":"hi"}"#);
+        // `reconnect` is written only when false, as a `/drop` body says it.
+        let rec = encode(&PushRequest::Drop {
+            user: "u".into(),
+            event: None,
+            reconnect: false,
+        });
+        assert_eq!(rec, br#"1D{"userId":"u","reconnect":false}"#);
     }
 
     #[test]

@@ -8,13 +8,14 @@
 use crate::config::Config;
 use crate::http::chunked::decode_chunked;
 use crate::http::request::{parse_head, BodyFraming, Head, HttpError, Limits, Parsed};
+use crate::ws::{self, FrameWatch};
 use mio::net::TcpStream;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tungstenite::protocol::WebSocketContext;
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
 /// How long a closing WebSocket (or a lingering HTTP connection) may wait
 /// for its peer before the socket is simply dropped.
@@ -231,9 +232,93 @@ fn write_until_blocked(tcp: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
     Ok(written)
 }
 
+/// tungstenite's writing calls (`write`, `flush`, `close`) require `Read`
+/// but never read. A WebSocket's input is read only through `Metered`,
+/// which keeps it within the turn's budget; a read that bypassed it would
+/// bring back the stall the budget prevents, so here there is no input.
 impl Read for Stream {
+    fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
+/// What one connection may still read this turn (`ws::TURN_BYTES`,
+/// `ws::TURN_FRAMES`).
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    bytes: usize,
+    frames: usize,
+    /// Reading stopped because the budget ran out, not because the socket
+    /// was dry: no new edge will come for what waits, so the loop must
+    /// come back by itself.
+    pub spent: bool,
+}
+
+impl Budget {
+    pub fn per_turn() -> Budget {
+        Budget {
+            bytes: ws::TURN_BYTES,
+            frames: ws::TURN_FRAMES,
+            spent: false,
+        }
+    }
+}
+
+/// A WebSocket's socket as tungstenite reads it: input passes the frame
+/// watcher (too many fragments end the message) and the turn's budget.
+///
+/// tungstenite's `read` returns only with a whole message or an error, and
+/// reads on while a message is unfinished; `WouldBlock` from here is what
+/// makes it return. It reads at most its read-buffer size per call, so
+/// the frame budget is overshot by at most one read's worth of frames.
+pub struct Metered<'a> {
+    pub stream: &'a mut Stream,
+    pub watch: &'a mut FrameWatch,
+    pub budget: &'a mut Budget,
+}
+
+/// The error a read gives once a message went over `ws::MAX_FRAGMENTS`;
+/// the loop recognises the case by `FrameWatch::tripped`.
+fn too_many_fragments() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, ws::close::TOO_MANY_FRAGMENTS)
+}
+
+impl Read for Metered<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.tcp.read(buf)
+        if self.watch.tripped() {
+            return Err(too_many_fragments());
+        }
+        if self.budget.bytes == 0 || self.budget.frames == 0 {
+            self.budget.spent = true;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let want = buf.len().min(self.budget.bytes);
+        let n = loop {
+            match self.stream.tcp.read(&mut buf[..want]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other?,
+            }
+        };
+        let fed = self.watch.feed(&buf[..n]);
+        self.budget.bytes -= n;
+        self.budget.frames = self.budget.frames.saturating_sub(fed.frames);
+        match fed.cut {
+            None => Ok(n),
+            // The frames before the one too many are passed on; the next
+            // read reports the error.
+            Some(0) => Err(too_many_fragments()),
+            Some(cut) => Ok(cut),
+        }
+    }
+}
+
+impl Write for Metered<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
     }
 }
 
@@ -317,6 +402,8 @@ pub struct Ws {
     pub next_ping: Option<Instant>,
     /// Deadline to register; cleared by the first successful register.
     pub register_by: Option<Instant>,
+    /// Frame headers of the input, followed for fragment and turn limits.
+    pub watch: FrameWatch,
 }
 
 pub enum WsPhase {
@@ -400,18 +487,42 @@ pub fn read_into(
     Ok(ReadStatus::Open { progress, dry: false })
 }
 
-/// Reads and throws away whatever is readable. `Ok(true)` at end of stream.
-pub fn discard_input(tcp: &mut TcpStream) -> io::Result<bool> {
+/// Most input thrown away per connection per turn: a peer that streams
+/// into a closing connection must not hold the loop either.
+pub const DISCARD_BUDGET: usize = 64 * 1024;
+
+/// How throwing input away ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discarded {
+    /// The peer closed its side.
+    Eof,
+    /// Nothing more to read now; more raises a new edge.
+    Dry,
+    /// Stopped at `DISCARD_BUDGET` with input maybe still waiting.
+    Budget,
+}
+
+/// Reads and throws away what is readable, at most `DISCARD_BUDGET`.
+pub fn discard_some(tcp: &mut TcpStream) -> io::Result<Discarded> {
     let mut sink = [0u8; 1024];
-    loop {
+    let mut left = DISCARD_BUDGET;
+    while left > 0 {
         match tcp.read(&mut sink) {
-            Ok(0) => return Ok(true),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Ok(0) => return Ok(Discarded::Eof),
+            Ok(n) => left = left.saturating_sub(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Discarded::Dry),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
+    Ok(Discarded::Budget)
+}
+
+/// Reads and throws away what is readable. `Ok(true)` at end of stream.
+/// Bounded like `discard_some`: a peer still streaming raises new edges,
+/// and the caller's deadline (linger, close grace) ends it anyway.
+pub fn discard_input(tcp: &mut TcpStream) -> io::Result<bool> {
+    discard_some(tcp).map(|d| d == Discarded::Eof)
 }
 
 /// The next thing the HTTP input holds.
@@ -471,7 +582,23 @@ impl Http {
 }
 
 impl Ws {
-    pub fn new(ctx: WebSocketContext, envelope: bool, cfg: &Config, now: Instant) -> Ws {
+    /// A session whose first bytes (`early`, sent right behind the
+    /// upgrade request) were already read: they go to tungstenite's buffer
+    /// without passing `Metered`, so the watcher is shown them here, and
+    /// a message that is over the fragment limit within them is cut at
+    /// its first frame too many.
+    pub fn new(
+        mut early: Vec<u8>,
+        config: WebSocketConfig,
+        envelope: bool,
+        cfg: &Config,
+        now: Instant,
+    ) -> Ws {
+        let mut watch = FrameWatch::default();
+        if let Some(cut) = watch.feed(&early).cut {
+            early.truncate(cut);
+        }
+        let ctx = WebSocketContext::from_partially_read(early, Role::Server, Some(config));
         let after = |d: Duration| (!d.is_zero()).then(|| now + d);
         Ws {
             ctx,
@@ -480,6 +607,7 @@ impl Ws {
             last_seen: now,
             next_ping: after(cfg.ping_interval),
             register_by: after(cfg.register_timeout),
+            watch,
         }
     }
 
@@ -591,6 +719,91 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert!(s.flush_out().is_err(), "the error stays");
+    }
+
+    /// A connected pair: our end as the loop holds it, and the peer.
+    fn pair() -> (Stream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (Stream::new(TcpStream::from_std(server), 1 << 20), client)
+    }
+
+    /// Reads through `Metered` in tungstenite's 256-byte steps until it
+    /// says `WouldBlock`; returns the bytes read.
+    fn read_turn(stream: &mut Stream, watch: &mut FrameWatch, budget: &mut Budget) -> usize {
+        let mut total = 0;
+        let mut buf = [0u8; 256];
+        loop {
+            let mut m = Metered {
+                stream: &mut *stream,
+                watch: &mut *watch,
+                budget: &mut *budget,
+            };
+            match m.read(&mut buf) {
+                Ok(0) => panic!("unexpected end of stream"),
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return total,
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// Waits until `n` bytes sent by the peer are readable.
+    fn wait_readable(stream: &Stream, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut probe = vec![0u8; n];
+        while stream.tcp.peek(&mut probe).unwrap_or(0) < n {
+            assert!(Instant::now() < deadline, "bytes never arrived");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A turn stops at `ws::TURN_BYTES` and says it was the budget; the
+    /// next turn goes on where it stopped.
+    #[test]
+    fn a_turn_reads_at_most_its_byte_budget() {
+        use std::io::Write as _;
+        let (mut s, mut peer) = pair();
+        // One unmasked 40 KiB binary frame: a header, then payload.
+        let mut bytes = vec![0x82, 127];
+        bytes.extend_from_slice(&(40_000u64).to_be_bytes());
+        bytes.resize(10 + 40_000, b'x');
+        peer.write_all(&bytes).unwrap();
+        wait_readable(&s, bytes.len());
+        let mut watch = FrameWatch::default();
+        let mut total = 0;
+        for _ in 0..2 {
+            let mut budget = Budget::per_turn();
+            assert_eq!(read_turn(&mut s, &mut watch, &mut budget), ws::TURN_BYTES);
+            assert!(budget.spent);
+            total += ws::TURN_BYTES;
+        }
+        let mut budget = Budget::per_turn();
+        assert_eq!(read_turn(&mut s, &mut watch, &mut budget), bytes.len() - total);
+        assert!(!budget.spent, "the socket ran dry, not the budget");
+    }
+
+    /// Small frames end a turn by count, control frames included, after
+    /// at most one read's worth of frames over the budget.
+    #[test]
+    fn a_turn_reads_at_most_its_frame_budget() {
+        use std::io::Write as _;
+        let (mut s, mut peer) = pair();
+        // 1,000 masked empty pings: 6 bytes each.
+        let bytes: Vec<u8> = (0..1000).flat_map(|_| [0x89, 0x80, 1, 2, 3, 4]).collect();
+        peer.write_all(&bytes).unwrap();
+        wait_readable(&s, bytes.len());
+        let mut watch = FrameWatch::default();
+        let mut budget = Budget::per_turn();
+        let read = read_turn(&mut s, &mut watch, &mut budget);
+        assert!(budget.spent);
+        let frames = read / 6;
+        assert!(
+            (ws::TURN_FRAMES..ws::TURN_FRAMES + 256 / 6 + 1).contains(&frames),
+            "{frames} frames in one turn"
+        );
     }
 
     #[test]

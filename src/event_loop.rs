@@ -11,7 +11,11 @@
 //! carried the peer's FIN, which no later edge would report again
 //! (`conn::read_into`). A handler that stops
 //! early for fairness (a client flooding frames, a deep pipeline) puts its
-//! connection on `revisit`, and the next poll does not sleep. Spurious
+//! connection on `revisit`, and the next poll does not sleep. WebSocket
+//! input is metered (`conn::Metered`): at most `ws::TURN_BYTES` and
+//! `ws::TURN_FRAMES` per connection per drive, because tungstenite's `read`
+//! would otherwise go on reading an unfinished message as long as the peer
+//! keeps sending. Spurious
 //! events are harmless: every read and write tolerates `WouldBlock`.
 //!
 //! Bytes that cannot be written now stay queued per connection (HTTP
@@ -34,10 +38,14 @@ use crate::auth::{self, ConnAuth, PushGuard, Request, Verdict};
 use crate::binder::{BindError, Binder};
 use crate::command::{self, Action};
 use crate::config::{Config, BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH};
-use crate::conn::{self, Conn, Http, Next, ReadStatus, Ready, State, Stream, Ws, WsPhase, CLOSE_GRACE};
+use crate::conn::{
+    self, Budget, Conn, Discarded, Http, Metered, Next, ReadStatus, Ready, State, Stream, Ws, WsPhase,
+    CLOSE_GRACE,
+};
 use crate::http::request::{Head, Limits, Version};
 use crate::http::response::{Response, CONTINUE};
 use crate::metrics::{Gauges, Metrics, RedisGauges};
+use crate::names;
 use crate::push::{self, Endpoint, Payload, PushRequest};
 use crate::redis::{self, Redis};
 use crate::slab::Slab;
@@ -50,6 +58,7 @@ use cluster::Waiter;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
@@ -57,7 +66,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
-use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Message;
 
 pub(crate) const LISTENER: Token = Token(usize::MAX);
@@ -67,6 +76,8 @@ pub(crate) const SIGNALS: Token = Token(usize::MAX - 2);
 /// Most WebSocket messages or HTTP requests handled per connection per
 /// round before others get their turn.
 const ROUND_BUDGET: usize = 64;
+/// The 413 of a push whose frame no receiver's backlog could hold.
+const TOO_BIG_FOR_BACKLOG: &str = "request data illegal: message larger than the backlog limit";
 /// Responses queued for a peer that is not reading before we stop
 /// answering its pipelined requests.
 const MAX_PENDING_RESPONSE: usize = 64 * 1024;
@@ -131,6 +142,10 @@ pub(crate) struct Loop {
     redis_out: Vec<redis::Outcome<Waiter>>,
     /// Reused buffer the answers to one round of requests are built in.
     responses: Vec<u8>,
+    /// Cluster records refused for their size, and when that was last
+    /// logged at `warn` (see cluster.rs).
+    big_records: u64,
+    big_record_warned_at: Option<Instant>,
 }
 
 /// What a request turned into.
@@ -229,6 +244,8 @@ impl Loop {
             redis,
             redis_out: Vec::new(),
             responses: Vec::new(),
+            big_records: 0,
+            big_record_warned_at: None,
         }
     }
 
@@ -363,6 +380,10 @@ impl Loop {
     fn drain_control(&mut self, now: Instant) {
         while let Ok(ctl) = self.rx.try_recv() {
             match ctl {
+                Control::Push(req, reply) if !push::fits_backlog(&req, self.core.cfg.max_backlog_bytes) => {
+                    let limit = self.core.cfg.max_backlog_bytes;
+                    let _ = reply.send(Err(Error::TooLarge { limit }));
+                }
                 Control::Push(req, reply) if self.redis.is_some() => {
                     self.publish(req, Waiter::Handle(reply), now);
                 }
@@ -409,14 +430,8 @@ impl Loop {
             };
             let keep = match &mut conn.state {
                 State::Ws(ws) if ws.is_open() => {
-                    self.core.close_ws(
-                        id,
-                        ws,
-                        &mut conn.stream,
-                        close::GOING_AWAY,
-                        "server shutting down",
-                        now,
-                    );
+                    self.core
+                        .close_ws(id, ws, &mut conn.stream, close::GOING_AWAY, "", now);
                     true
                 }
                 State::Http(h) => {
@@ -671,8 +686,7 @@ impl Loop {
         // Copy only the early bytes: handing over the 4 KiB request buffer
         // itself would make it the session's read buffer for life.
         let early = http.inbuf.as_slice().to_vec();
-        let ctx = WebSocketContext::from_partially_read(early, Role::Server, Some(self.core.ws_config));
-        conn.state = State::Ws(Ws::new(ctx, envelope, &self.core.cfg, now));
+        conn.state = State::Ws(Ws::new(early, self.core.ws_config, envelope, &self.core.cfg, now));
         self.core.metrics.connections += 1;
         debug!("websocket open from {}", conn.peer);
     }
@@ -764,6 +778,9 @@ impl Loop {
             }
             Route::Push(endpoint) => match push::parse(endpoint, body) {
                 Err(reason) => Response::error(400, &format!("request data illegal: {reason}"), json),
+                Ok(req) if !push::fits_backlog(&req, self.core.cfg.max_backlog_bytes) => {
+                    Response::error(413, TOO_BIG_FOR_BACKLOG, json)
+                }
                 Ok(req) if self.redis.is_some() => return Outcome::Publish(req),
                 Ok(req) => {
                     let dropping = matches!(req, PushRequest::Drop { .. });
@@ -832,16 +849,24 @@ impl Loop {
                 targets.extend(self.core.binder.subscribers(&event));
                 self.deliver(&targets, &Payload::new(&event, &message), now)
             }
-            PushRequest::Drop { user, event } => {
+            PushRequest::Drop {
+                user,
+                event,
+                reconnect,
+            } => {
                 targets.extend(self.core.binder.conns_of_user(&user, event.as_deref()));
+                let code = if reconnect {
+                    close::DROPPED
+                } else {
+                    close::DROPPED_FOR_GOOD
+                };
                 let mut n = 0;
                 for &id in &targets {
                     let Some(conn) = self.conns.get_mut(id) else {
                         continue;
                     };
                     if let State::Ws(ws) = &mut conn.state {
-                        self.core
-                            .close_ws(id, ws, &mut conn.stream, close::DROPPED, "dropped", now);
+                        self.core.close_ws(id, ws, &mut conn.stream, code, "", now);
                         self.core.arm(id, conn);
                         n += 1;
                     }
@@ -879,21 +904,29 @@ impl Loop {
 
     // ---- WebSocket ----
 
+    /// Reads and answers a WebSocket's input, at most one turn's budget
+    /// of it (`conn::Budget`), then flushes.
     fn drive_ws(&mut self, id: usize, conn: &mut Conn, readable: bool, now: Instant) -> bool {
         let Conn { stream, state, .. } = conn;
         let State::Ws(ws) = state else { return true };
         if let WsPhase::Closing { broken: true, .. } = ws.phase {
-            return drain_broken(ws, stream);
+            return self.drain_broken(id, ws, stream);
         }
         if readable {
-            let mut budget = ROUND_BUDGET;
+            let mut budget = Budget::per_turn();
+            let mut messages = ROUND_BUDGET;
             loop {
-                if budget == 0 {
+                if messages == 0 {
                     self.revisit.push(id);
                     break;
                 }
-                budget -= 1;
-                match ws.ctx.read(stream) {
+                messages -= 1;
+                let read = ws.ctx.read(&mut Metered {
+                    stream,
+                    watch: &mut ws.watch,
+                    budget: &mut budget,
+                });
+                match read {
                     Ok(msg) => {
                         ws.last_seen = now;
                         match msg {
@@ -908,18 +941,31 @@ impl Loop {
                             _ => {}
                         }
                         if let WsPhase::Closing { broken: true, .. } = ws.phase {
-                            return drain_broken(ws, stream);
+                            return self.drain_broken(id, ws, stream);
                         }
                     }
-                    Err(e) if would_block(&e) => break,
-                    Err(e) => match ws::classify(&e) {
-                        Failure::Close(code) if ws.is_open() => {
-                            debug!("websocket error from {}: {e}", conn.peer);
-                            self.core.fail_ws(id, ws, stream, code, now);
-                            return drain_broken(ws, stream);
+                    Err(e) if would_block(&e) => {
+                        if budget.spent {
+                            self.revisit.push(id);
                         }
-                        _ => return false,
-                    },
+                        break;
+                    }
+                    Err(e) => {
+                        // An empty reason: the table's for the code.
+                        let (failure, reason) = if ws.watch.tripped() {
+                            (Failure::Close(close::TOO_BIG), close::TOO_MANY_FRAGMENTS)
+                        } else {
+                            (ws::classify(&e), "")
+                        };
+                        match failure {
+                            Failure::Close(code) if ws.is_open() => {
+                                debug!("websocket error from {}: {e}", conn.peer);
+                                self.core.fail_ws(id, ws, stream, code, reason, now);
+                                return self.drain_broken(id, ws, stream);
+                            }
+                            _ => return false,
+                        }
+                    }
                 }
             }
         }
@@ -930,19 +976,27 @@ impl Loop {
             Err(_) => false,
         }
     }
-}
 
-/// A session that failed on bad input: push out the close frame, shut our
-/// side, and discard whatever else arrives until the peer closes.
-fn drain_broken(ws: &mut Ws, stream: &mut Stream) -> bool {
-    match ws.ctx.flush(stream) {
-        Ok(()) => {
-            let _ = stream.tcp.shutdown(Shutdown::Write);
+    /// A session that failed on bad input: push out the close frame, shut
+    /// our side, and discard whatever else arrives until the peer closes
+    /// (a budget's worth per turn: the peer may still be streaming).
+    fn drain_broken(&mut self, id: usize, ws: &mut Ws, stream: &mut Stream) -> bool {
+        match ws.ctx.flush(stream) {
+            Ok(()) => {
+                let _ = stream.tcp.shutdown(Shutdown::Write);
+            }
+            Err(e) if would_block(&e) => {}
+            Err(_) => return false,
         }
-        Err(e) if would_block(&e) => {}
-        Err(_) => return false,
+        match conn::discard_some(&mut stream.tcp) {
+            Ok(Discarded::Dry) => true,
+            Ok(Discarded::Budget) => {
+                self.revisit.push(id);
+                true
+            }
+            Ok(Discarded::Eof) | Err(_) => false,
+        }
     }
-    matches!(conn::discard_input(&mut stream.tcp), Ok(false))
 }
 
 /// How a request wants its response written.
@@ -1003,14 +1057,7 @@ impl Core {
                 WsPhase::Closing { until, .. } => until > now,
                 WsPhase::Open => {
                     if ws.register_by.is_some_and(|t| t <= now) {
-                        self.close_ws(
-                            id,
-                            ws,
-                            &mut conn.stream,
-                            close::REGISTER_TIMEOUT,
-                            "register timeout",
-                            now,
-                        );
+                        self.close_ws(id, ws, &mut conn.stream, close::REGISTER_TIMEOUT, "", now);
                         return true;
                     }
                     if ws.silent_deadline(&self.cfg).is_some_and(|t| t <= now) {
@@ -1052,24 +1099,12 @@ impl Core {
             }
         };
         let result = match cmd.action {
-            Action::Register { token, event } => match self.hooks.auth.user_for(&token) {
-                None => {
-                    self.metrics.auth_failures += 1;
-                    Err((close::TOKEN_REJECTED, "token rejected"))
-                }
-                Some(user) => match self.binder.bind(id, &user, &event, self.cfg.max_events) {
-                    Ok(()) => {
-                        ws.register_by = None;
-                        Ok(())
-                    }
-                    Err(BindError::OtherUser) => Err((close::OTHER_USER, "token belongs to another user")),
-                    Err(BindError::TooManyEvents) => Err((close::TOO_MANY_EVENTS, "too many events")),
-                },
-            },
-            Action::Unregister { event } => {
-                self.binder.unsubscribe(id, &event);
-                Ok(())
-            }
+            Action::Register { token, event } => self.register(id, ws, &token, &event),
+            Action::Unregister { event } => names::check_event(&event)
+                .map(|()| {
+                    self.binder.unsubscribe(id, &event);
+                })
+                .map_err(|reason| (close::MALFORMED, reason.into())),
         };
         match (result, cmd.id) {
             (Ok(()), Some(rid)) => {
@@ -1082,7 +1117,42 @@ impl Core {
                 );
             }
             (Ok(()), None) => {}
-            (Err((code, reason)), rid) => self.refuse(id, ws, stream, rid, code, reason, now),
+            (Err((code, reason)), rid) => self.refuse(id, ws, stream, rid, code, &reason, now),
+        }
+    }
+
+    /// Binds the connection to the token's user and subscribes it to
+    /// `event`; the error is the close code and reason of the refusal.
+    fn register(
+        &mut self,
+        id: usize,
+        ws: &mut Ws,
+        token: &str,
+        event: &str,
+    ) -> Result<(), (u16, Cow<'static, str>)> {
+        names::check_event(event).map_err(|reason| (close::MALFORMED, reason.into()))?;
+        let user = names::check_token(token)
+            .and_then(|()| {
+                self.hooks
+                    .auth
+                    .user_for(token)
+                    .ok_or(close::reason(close::TOKEN_REJECTED))
+            })
+            .and_then(|user| names::check_user(&user).map(|()| user));
+        let user = user.map_err(|reason| {
+            self.metrics.auth_failures += 1;
+            (close::TOKEN_REJECTED, Cow::from(reason))
+        })?;
+        match self.binder.bind(id, &user, event, self.cfg.max_events) {
+            Ok(()) => {
+                ws.register_by = None;
+                Ok(())
+            }
+            Err(BindError::OtherUser) => Err((close::OTHER_USER, close::reason(close::OTHER_USER).into())),
+            Err(BindError::TooManyEvents) => Err((
+                close::TOO_MANY_EVENTS,
+                close::reason(close::TOO_MANY_EVENTS).into(),
+            )),
         }
     }
 
@@ -1153,7 +1223,7 @@ impl Core {
         if stream.queued() + frame.len() > self.cfg.max_backlog_bytes {
             self.metrics.slow_consumer_drops += 1;
             info!("closing slow consumer {id}");
-            self.close_ws(id, ws, stream, close::SLOW_CONSUMER, "slow consumer", now);
+            self.close_ws(id, ws, stream, close::SLOW_CONSUMER, "", now);
             return false;
         }
         match stream.send_shared(frame) {
@@ -1187,7 +1257,8 @@ impl Core {
         ws.phase = WsPhase::Closing { until, broken };
     }
 
-    /// Starts the close handshake with `code`.
+    /// Starts the close handshake with `code`; an empty `reason` says the
+    /// table's (`ws::close::REASONS`), so no close goes out without one.
     fn close_ws(
         &mut self,
         id: usize,
@@ -1203,7 +1274,7 @@ impl Core {
         self.leave_open(id, ws, now + CLOSE_GRACE, false);
         let frame = CloseFrame {
             code: CloseCode::from(code),
-            reason: Utf8Bytes::from(reason),
+            reason: Utf8Bytes::from(close::fitted(code, reason)),
         };
         match ws.ctx.close(stream, Some(frame)) {
             Ok(()) => {}
@@ -1219,9 +1290,18 @@ impl Core {
         }
     }
 
-    /// Closes a session that failed on the peer's input (1002, 1007, 1009).
-    fn fail_ws(&mut self, id: usize, ws: &mut Ws, stream: &mut Stream, code: u16, now: Instant) {
-        self.close_ws(id, ws, stream, code, "", now);
+    /// Closes a session that failed on the peer's input (1002, 1007,
+    /// 1009); an empty `reason` says the table's.
+    fn fail_ws(
+        &mut self,
+        id: usize,
+        ws: &mut Ws,
+        stream: &mut Stream,
+        code: u16,
+        reason: &str,
+        now: Instant,
+    ) {
+        self.close_ws(id, ws, stream, code, reason, now);
         if let WsPhase::Closing { until, .. } = ws.phase {
             ws.phase = WsPhase::Closing { until, broken: true };
         }

@@ -38,6 +38,7 @@ mod event_loop;
 pub mod http;
 mod jwt;
 mod metrics;
+mod names;
 mod push;
 mod redis;
 /// The Redis protocol parser; public for fuzz targets.
@@ -98,6 +99,14 @@ pub enum Error {
     /// Cluster mode: Redis is unreachable, or did not acknowledge the push
     /// in time (it may still have been delivered). Retry later.
     Unavailable(String),
+    /// A name over its limit (256 bytes for events and userIds); the
+    /// reason is the one a push over HTTP gets (`event too long`, `userId
+    /// too long`). Nothing was sent.
+    Invalid(String),
+    /// The message's frame (in the envelope form, the biggest a receiver
+    /// can get) is larger than `max_backlog_bytes`, `limit`: no receiver
+    /// could queue it, so nothing was sent (over HTTP: 413).
+    TooLarge { limit: usize },
 }
 
 impl fmt::Display for Error {
@@ -107,6 +116,11 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "{e}"),
             Error::Stopped => f.write_str("the server is not running"),
             Error::Unavailable(why) => write!(f, "cluster unavailable: {why}"),
+            Error::Invalid(why) => write!(f, "request data illegal: {why}"),
+            Error::TooLarge { limit } => write!(
+                f,
+                "request data illegal: message larger than the backlog limit ({limit} bytes)"
+            ),
         }
     }
 }
@@ -116,7 +130,7 @@ impl std::error::Error for Error {
         match self {
             Error::Config(e) => Some(e),
             Error::Io(e) => Some(e),
-            Error::Stopped | Error::Unavailable(_) => None,
+            Error::Stopped | Error::Unavailable(_) | Error::Invalid(_) | Error::TooLarge { .. } => None,
         }
     }
 }
@@ -419,6 +433,7 @@ impl fmt::Debug for Handle {
 
 impl Handle {
     fn ask(&self, req: PushRequest) -> Result<usize, Error> {
+        push::check_names(&req).map_err(|why| Error::Invalid(why.into()))?;
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
         self.tx
             .send(Control::Push(req, reply_tx))
@@ -464,11 +479,25 @@ impl Handle {
         })
     }
 
-    /// Closes `user`'s connections (only those on `event` if given) with 4000.
+    /// Closes `user`'s connections (only those on `event` if given) with
+    /// 4000: the clients may reconnect (a session ended, a user moved).
     pub fn drop_user(&self, user: &str, event: Option<&str>) -> Result<usize, Error> {
+        self.drop_with(user, event, true)
+    }
+
+    /// As [`drop_user`](Handle::drop_user), with 4001: the clients must
+    /// not reconnect (`wspush.js` stops for good). For a user who logged
+    /// out or was banned, where a reconnect would only be refused again.
+    pub fn drop_user_for_good(&self, user: &str, event: Option<&str>) -> Result<usize, Error> {
+        self.drop_with(user, event, false)
+    }
+
+    /// `/drop` with its `reconnect` field: 4000 when true, 4001 when false.
+    pub fn drop_with(&self, user: &str, event: Option<&str>, reconnect: bool) -> Result<usize, Error> {
         self.ask(PushRequest::Drop {
             user: user.to_string(),
             event: event.map(str::to_string),
+            reconnect,
         })
     }
 

@@ -5,6 +5,7 @@
 //! reason; the loop never sees unchecked JSON.
 
 use crate::http::response::Decimal;
+use crate::names;
 use crate::ws;
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -33,8 +34,13 @@ pub enum PushRequest {
     },
     /// Deliver to every connection subscribed to `event`.
     Broadcast { event: String, message: Value },
-    /// Close the user's connections (those subscribed to `event` if given).
-    Drop { user: String, event: Option<String> },
+    /// Close the user's connections (those subscribed to `event` if given)
+    /// with 4000, or with 4001 when they must not `reconnect`.
+    Drop {
+        user: String,
+        event: Option<String>,
+        reconnect: bool,
+    },
 }
 
 /// One field's value, as far as checking a push body needs it: strings
@@ -42,9 +48,10 @@ pub enum PushRequest {
 #[derive(Debug)]
 enum Json<'a> {
     Null,
+    Bool(bool),
     Str(Cow<'a, str>),
     List(Vec<Json<'a>>),
-    /// A number, boolean or object: never valid where `Json` is used.
+    /// A number or object: never valid where `Json` is used.
     Other,
 }
 
@@ -74,8 +81,8 @@ impl<'de> Visitor<'de> for JsonVisitor {
     fn visit_unit<E>(self) -> Result<Json<'de>, E> {
         Ok(Json::Null)
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Json<'de>, E> {
-        Ok(Json::Other)
+    fn visit_bool<E>(self, v: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Bool(v))
     }
     fn visit_i64<E>(self, _: i64) -> Result<Json<'de>, E> {
         Ok(Json::Other)
@@ -158,6 +165,7 @@ struct Fields<'a> {
     user_ids: Field<'a, Json<'a>>,
     event: Field<'a, Json<'a>>,
     message: Field<'a, Value>,
+    reconnect: Field<'a, Json<'a>>,
 }
 
 impl<'de> Fields<'de> {
@@ -167,6 +175,7 @@ impl<'de> Fields<'de> {
             user_ids: Field::new(),
             event: Field::new(),
             message: Field::new(),
+            reconnect: Field::new(),
         }
     }
 }
@@ -199,6 +208,8 @@ impl<'de> Visitor<'de> for &mut Fields<'de> {
                 self.event.offer("event", key, map.next_value()?);
             } else if is("message") {
                 self.message.offer("message", key, map.next_value()?);
+            } else if is("reconnect") {
+                self.reconnect.offer("reconnect", key, map.next_value()?);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -260,6 +271,66 @@ fn not_an_object(body: &[u8], e: serde_json::Error) -> String {
     format!("body is not valid JSON ({e})")
 }
 
+impl Fields<'_> {
+    fn has(field: &Field<'_, impl Sized>) -> bool {
+        field.exact.is_some() || field.folded.is_some()
+    }
+
+    /// SPEC §2: a field of another endpoint refuses the whole body, in
+    /// any case and with any value (`null` too). Applying the rest would
+    /// do what the sender did not ask: a broadcast that was meant for one
+    /// user reaches every subscriber.
+    fn foreign(&self, endpoint: Endpoint) -> Result<(), String> {
+        let (what, fields): (&str, &[(&str, bool)]) = match endpoint {
+            Endpoint::Push => ("a push", &[("reconnect", Self::has(&self.reconnect))]),
+            Endpoint::Broadcast => (
+                "a broadcast",
+                &[
+                    ("userId", Self::has(&self.user_id)),
+                    ("userIds", Self::has(&self.user_ids)),
+                    ("reconnect", Self::has(&self.reconnect)),
+                ],
+            ),
+            Endpoint::Drop => (
+                "a drop",
+                &[
+                    ("message", Self::has(&self.message)),
+                    ("userIds", Self::has(&self.user_ids)),
+                ],
+            ),
+        };
+        match fields.iter().find(|(_, present)| *present) {
+            Some((name, _)) => Err(format!("{what} takes no {name}")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `/drop`'s `reconnect`: a boolean, true when absent.
+fn reconnect(v: Option<Json<'_>>) -> Result<bool, String> {
+    match v {
+        None => Ok(true),
+        Some(Json::Bool(b)) => Ok(b),
+        Some(_) => Err("reconnect must be a boolean".into()),
+    }
+}
+
+/// The name limits (`names`) on every name a request carries; the error
+/// is the reason shown after `request data illegal: `.
+pub fn check_names(req: &PushRequest) -> Result<(), &'static str> {
+    match req {
+        PushRequest::Push { users, event, .. } => {
+            users.iter().try_for_each(|u| names::check_user(u))?;
+            names::check_event(event)
+        }
+        PushRequest::Broadcast { event, .. } => names::check_event(event),
+        PushRequest::Drop { user, event, .. } => {
+            names::check_user(user)?;
+            event.as_deref().map_or(Ok(()), names::check_event)
+        }
+    }
+}
+
 /// Checks a request body. The error is the reason shown after
 /// `request data illegal: `.
 pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<PushRequest, String> {
@@ -269,7 +340,8 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<PushRequest, String> {
         .deserialize(&mut de)
         .and_then(|()| de.end())
         .map_err(|e| not_an_object(body, e))?;
-    Ok(match endpoint {
+    f.foreign(endpoint)?;
+    let req = match endpoint {
         Endpoint::Push => PushRequest::Push {
             users: users(f.user_id.take(), f.user_ids.take())?,
             event: non_empty_string(f.event.take(), "event")?,
@@ -285,8 +357,95 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<PushRequest, String> {
                 None | Some(Json::Null) => None,
                 v => Some(non_empty_string(v, "event")?),
             },
+            reconnect: reconnect(f.reconnect.take())?,
         },
-    })
+    };
+    check_names(&req)?;
+    Ok(req)
+}
+
+/// Counts what is written to it: the length of a serialization without
+/// keeping it.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn json_len(v: &(impl serde::Serialize + ?Sized)) -> usize {
+    let mut c = Counter(0);
+    // Serializing strings and `Value`s cannot fail but by I/O, and
+    // `Counter` never fails.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// Bytes of a message as a receiver gets it (the raw form): a string as
+/// is, any other value as its compact JSON.
+pub fn message_len(message: &Value) -> usize {
+    match message {
+        Value::String(s) => s.len(),
+        other => json_len(other),
+    }
+}
+
+/// Bytes of a server frame carrying `payload` bytes.
+fn frame_len(payload: usize) -> usize {
+    payload
+        + if payload < 126 {
+            2
+        } else if payload <= usize::from(u16::MAX) {
+            4
+        } else {
+            10
+        }
+}
+
+/// The frame a receiver in envelope mode gets: `{"event":E,"message":M}`.
+struct Envelope<'a> {
+    event: &'a str,
+    message: &'a Value,
+}
+
+impl serde::Serialize for Envelope<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("event", self.event)?;
+        map.serialize_entry("message", self.message)?;
+        map.end()
+    }
+}
+
+/// SPEC §12: true when every frame this push or broadcast puts in a
+/// receiver's queue fits `limit` (the backlog limit). The envelope form is
+/// the biggest (the raw text plus the event, with the message escaped when
+/// it is a string). A message that does not fit is refused at the push;
+/// sent, it would close every receiver with 4008 instead.
+///
+/// Escaping makes a string at most six times longer, so a short message
+/// is cleared without a pass over it; only a near miss is measured.
+pub fn fits_backlog(req: &PushRequest, limit: usize) -> bool {
+    let (event, message) = match req {
+        PushRequest::Push { event, message, .. } | PushRequest::Broadcast { event, message } => {
+            (event, message)
+        }
+        PushRequest::Drop { .. } => return true,
+    };
+    const WRAPPING: usize = 10 + r#"{"event":,"message":}"#.len();
+    if let Value::String(m) = message {
+        let bound = WRAPPING + 6 * event.len() + 2 + 6 * m.len() + 2;
+        if bound <= limit {
+            return true;
+        }
+    }
+    frame_len(json_len(&Envelope { event, message })) <= limit
 }
 
 /// A pushed message framed once and shared by every receiving connection:
@@ -323,8 +482,12 @@ impl<'a> Payload<'a> {
             return &self.raw;
         }
         self.envelope.get_or_init(|| {
-            let s = serde_json::json!({ "event": self.event, "message": self.message }).to_string();
-            Rc::from(ws::data_frame(true, s.as_bytes()))
+            let envelope = Envelope {
+                event: self.event,
+                message: self.message,
+            };
+            let s = serde_json::to_vec(&envelope).unwrap_or_default();
+            Rc::from(ws::data_frame(true, &s))
         })
     }
 
@@ -455,14 +618,16 @@ mod tests {
             parse(Endpoint::Drop, br#"{"userId":"u"}"#).unwrap(),
             PushRequest::Drop {
                 user: "u".into(),
-                event: None
+                event: None,
+                reconnect: true
             }
         );
         assert_eq!(
             parse(Endpoint::Drop, br#"{"userId":"u","event":"e"}"#).unwrap(),
             PushRequest::Drop {
                 user: "u".into(),
-                event: Some("e".into())
+                event: Some("e".into()),
+                reconnect: true
             }
         );
         assert!(parse(Endpoint::Drop, br#"{"userId":"u","event":""}"#).is_err());
@@ -485,7 +650,16 @@ mod tests {
             Some(Value::String(s)) if s.is_empty() => Err(()),
             Some(v) => Ok(v.clone()),
         };
-        Ok(match endpoint {
+        let has = |name: &str| field(&obj, name).is_some();
+        let foreign: &[&str] = match endpoint {
+            Endpoint::Push => &["reconnect"],
+            Endpoint::Broadcast => &["userId", "userIds", "reconnect"],
+            Endpoint::Drop => &["message", "userIds"],
+        };
+        if foreign.iter().any(|f| has(f)) {
+            return Err(());
+        }
+        let req = match endpoint {
             Endpoint::Push => {
                 let users = match (field(&obj, "userId"), field(&obj, "userIds")) {
                     (Some(_), Some(_)) => return Err(()),
@@ -518,8 +692,15 @@ mod tests {
                     None | Some(Value::Null) => None,
                     v => Some(string(v)?),
                 },
+                reconnect: match field(&obj, "reconnect") {
+                    None => true,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err(()),
+                },
             },
-        })
+        };
+        check_names(&req).map_err(|_| ())?;
+        Ok(req)
     }
 
     #[test]
@@ -555,6 +736,16 @@ mod tests {
             r#"{"userId":"u","event":"e","message":"m"} x"#,
             r#"{"userId":"u","event":"e","message":"m""#,
             "",
+            r#"{"event":"e","message":"m"}"#,
+            r#"{"userId":"u"}"#,
+            r#"{"userId":"u","event":"e"}"#,
+            r#"{"userId":"u","reconnect":false}"#,
+            r#"{"userId":"u","ReConnect":true}"#,
+            r#"{"userId":"u","reconnect":"false"}"#,
+            r#"{"userId":"u","reconnect":null}"#,
+            r#"{"userId":"u","event":"e","message":"m","reconnect":true}"#,
+            r#"{"USERIDS":null,"event":"e","message":"m"}"#,
+            r#"{"userId":"u","Message":null}"#,
         ];
         for body in bodies {
             for endpoint in [Endpoint::Push, Endpoint::Broadcast, Endpoint::Drop] {
@@ -567,6 +758,137 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// SPEC §2: a field of another endpoint refuses the body, whatever its
+    /// case or value, so nothing is half-applied.
+    #[test]
+    fn fields_of_another_endpoint_are_refused() {
+        let cases: &[(Endpoint, &str, &str)] = &[
+            (
+                Endpoint::Broadcast,
+                r#"{"userId":"u","event":"e","message":"m"}"#,
+                "a broadcast takes no userId",
+            ),
+            (
+                Endpoint::Broadcast,
+                r#"{"USERID":"u","event":"e","message":"m"}"#,
+                "a broadcast takes no userId",
+            ),
+            (
+                Endpoint::Broadcast,
+                r#"{"userIds":["u"],"event":"e","message":"m"}"#,
+                "a broadcast takes no userIds",
+            ),
+            (
+                Endpoint::Broadcast,
+                r#"{"userId":null,"event":"e","message":"m"}"#,
+                "a broadcast takes no userId",
+            ),
+            (
+                Endpoint::Broadcast,
+                r#"{"event":"e","message":"m","reconnect":false}"#,
+                "a broadcast takes no reconnect",
+            ),
+            (
+                Endpoint::Push,
+                r#"{"userId":"u","event":"e","message":"m","reconnect":true}"#,
+                "a push takes no reconnect",
+            ),
+            (
+                Endpoint::Drop,
+                r#"{"userId":"u","message":"m"}"#,
+                "a drop takes no message",
+            ),
+            (
+                Endpoint::Drop,
+                r#"{"userId":"u","userIds":["v"]}"#,
+                "a drop takes no userIds",
+            ),
+            (
+                Endpoint::Drop,
+                r#"{"userId":"u","reconnect":"no"}"#,
+                "reconnect must be a boolean",
+            ),
+            (
+                Endpoint::Drop,
+                r#"{"userId":"u","reconnect":0}"#,
+                "reconnect must be a boolean",
+            ),
+            (
+                Endpoint::Drop,
+                r#"{"userId":"u","reconnect":null}"#,
+                "reconnect must be a boolean",
+            ),
+        ];
+        for (endpoint, body, reason) in cases {
+            assert_eq!(
+                parse(*endpoint, body.as_bytes()),
+                Err(reason.to_string()),
+                "{endpoint:?} {body}"
+            );
+        }
+        assert_eq!(
+            parse(Endpoint::Drop, br#"{"userId":"u","Reconnect":false}"#),
+            Ok(PushRequest::Drop {
+                user: "u".into(),
+                event: None,
+                reconnect: false
+            })
+        );
+    }
+
+    #[test]
+    fn names_over_256_bytes_are_refused() {
+        let long = "x".repeat(257);
+        let ok = "x".repeat(256);
+        let body =
+            |user: &str, event: &str| json!({"userId": user, "event": event, "message": "m"}).to_string();
+        assert_eq!(push(&body("u", &long)), Err("event too long".into()));
+        assert_eq!(push(&body(&long, "e")), Err("userId too long".into()));
+        assert!(push(&body(&ok, &ok)).is_ok());
+        let many = json!({"userIds": ["a", long], "event": "e", "message": "m"}).to_string();
+        assert_eq!(push(&many), Err("userId too long".into()));
+        let b = json!({"event": long, "message": "m"}).to_string();
+        assert_eq!(
+            parse(Endpoint::Broadcast, b.as_bytes()),
+            Err("event too long".into())
+        );
+        let d = json!({"userId": long}).to_string();
+        assert_eq!(parse(Endpoint::Drop, d.as_bytes()), Err("userId too long".into()));
+        let d = json!({"userId": "u", "event": long}).to_string();
+        assert_eq!(parse(Endpoint::Drop, d.as_bytes()), Err("event too long".into()));
+    }
+
+    /// The check must agree with the frames actually built, on both sides
+    /// of the limit, for strings that escape a lot and for other values.
+    #[test]
+    fn backlog_fit_agrees_with_the_envelope_frame() {
+        let messages = [
+            json!("plain"),
+            json!("\u{1}\"\\\n".repeat(300)),
+            json!("é".repeat(5000)),
+            json!({"k": [1, 2.5, "x\u{0}"], "n": null}),
+            json!("x".repeat(70_000)),
+        ];
+        for m in &messages {
+            let req = PushRequest::Broadcast {
+                event: "ev\"".into(),
+                message: m.clone(),
+            };
+            let p = Payload::new("ev\"", m);
+            let biggest = p.frame(true).len();
+            assert!(biggest >= p.frame(false).len());
+            assert!(fits_backlog(&req, biggest), "{biggest}");
+            assert!(!fits_backlog(&req, biggest - 1), "{biggest}");
+            assert_eq!(message_len(m), p.payload_len(false));
+        }
+        let drop = PushRequest::Drop {
+            user: "u".into(),
+            event: None,
+            reconnect: true,
+        };
+        assert!(fits_backlog(&drop, 0));
     }
 
     #[test]

@@ -12,11 +12,14 @@ use super::{Loop, ReplyStyle};
 use crate::cluster;
 use crate::conn::State;
 use crate::http::response::Response;
-use crate::push::PushRequest;
+use crate::push::{self, PushRequest};
 use crate::redis::Outcome;
 use crate::Error;
 use std::sync::mpsc::SyncSender;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// At most one warning about oversized records per this interval.
+const BIG_RECORD_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Who waits for a publish to be acknowledged.
 pub(crate) enum Waiter {
@@ -93,6 +96,25 @@ impl Loop {
     fn apply(&mut self, record: &[u8], now: Instant) {
         match cluster::decode(record) {
             Ok(req) => {
+                if let Some(why) = self.undeliverable(&req) {
+                    // Warned at most every BIG_RECORD_WARN_EVERY, with how
+                    // many were refused in between: the publisher may be
+                    // anyone on the channel.
+                    self.big_records += 1;
+                    if self
+                        .big_record_warned_at
+                        .is_none_or(|t| now >= t + BIG_RECORD_WARN_EVERY)
+                    {
+                        warn!(
+                            "not delivering a record from the redis channel: {why} ({} such records so far)",
+                            self.big_records
+                        );
+                        self.big_record_warned_at = Some(now);
+                    } else {
+                        debug!("not delivering a record from the redis channel: {why}");
+                    }
+                    return;
+                }
                 self.execute(req, now);
             }
             Err(reason) => {
@@ -105,6 +127,31 @@ impl Loop {
                 }
             }
         }
+    }
+
+    /// Why a well-formed record is still not delivered here (SPEC §12):
+    /// its message is bigger than this node's body limit (no push to this
+    /// node could have carried it), or than its backlog limit (every
+    /// receiver would be closed with 4008).
+    fn undeliverable(&self, req: &PushRequest) -> Option<String> {
+        let (PushRequest::Push { message, .. } | PushRequest::Broadcast { message, .. }) = req else {
+            return None;
+        };
+        let cfg = &self.core.cfg;
+        let len = push::message_len(message);
+        if len > cfg.max_body_bytes {
+            return Some(format!(
+                "its message of {len} bytes is larger than the body limit ({} bytes)",
+                cfg.max_body_bytes
+            ));
+        }
+        if !push::fits_backlog(req, cfg.max_backlog_bytes) {
+            return Some(format!(
+                "its message is larger than the backlog limit ({} bytes)",
+                cfg.max_backlog_bytes
+            ));
+        }
+        None
     }
 
     /// Delivers an acknowledgement (node count) or a failure to its waiter.

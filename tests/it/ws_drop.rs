@@ -115,3 +115,59 @@ fn dropped_user_can_connect_again() {
     assert_eq!(r.body, "message sent to 1 clients");
     assert_eq!(read_text(&mut again), "welcome back");
 }
+
+/// SPEC §1/§2 (issue #18.6): `"reconnect": false` closes with 4001, so
+/// the client knows not to come back; `true` (the default) is 4000. Each
+/// close says why.
+#[test]
+fn drop_with_reconnect_false_closes_with_4001() {
+    use crate::ws_hostile::close_with_reason;
+    let server = start();
+    let addr = server.addr;
+    let mut banned = connect_registered(addr, "mallory", "e1");
+    let mut moved = connect_registered(addr, "alice", "e1");
+    let mut bob = connect_registered(addr, "bob", "e1");
+
+    let r = post(addr, "/drop", r#"{"userId":"mallory","reconnect":false}"#);
+    assert_eq!((r.status, r.body.as_str()), (200, "dropped 1 clients"));
+    assert_eq!(
+        close_with_reason(&mut banned),
+        (4001, "dropped, do not reconnect".to_string())
+    );
+    let r = post(
+        addr,
+        "/drop",
+        r#"{"userId":"alice","event":"e1","Reconnect":true}"#,
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, "dropped 1 clients"));
+    assert_eq!(close_with_reason(&mut moved), (4000, "dropped".to_string()));
+
+    // Anything but a boolean is refused, and nobody is dropped.
+    for bad in [r#""false""#, "0", "null", "[]"] {
+        let body = format!(r#"{{"userId":"bob","reconnect":{bad}}}"#);
+        let r = post(addr, "/drop", &body);
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (400, "request data illegal: reconnect must be a boolean"),
+            "{body}"
+        );
+    }
+    let r = push(addr, "bob", "e1", "still here");
+    assert_eq!(r.body, "message sent to 1 clients");
+    assert_eq!(read_text(&mut bob), "still here");
+}
+
+#[test]
+fn the_handle_drops_for_good_with_4001() {
+    let server = start();
+    let addr = server.addr;
+    let mut a = connect_registered(addr, "alice", "e1");
+    let mut b = connect_registered(addr, "bob", "e1");
+    let mut c = connect_registered(addr, "carol", "e1");
+    assert_eq!(server.handle.drop_user_for_good("alice", None).unwrap(), 1);
+    assert_eq!(expect_close(&mut a), 4001);
+    assert_eq!(server.handle.drop_with("bob", Some("e1"), false).unwrap(), 1);
+    assert_eq!(expect_close(&mut b), 4001);
+    assert_eq!(server.handle.drop_user("carol", None).unwrap(), 1);
+    assert_eq!(expect_close(&mut c), 4000);
+}
