@@ -1,11 +1,13 @@
 //! Parsing of HTTP/1.x request heads into a [`Head`].
 //!
-//! Everything here is a pure function over bytes: the event loop keeps its own
-//! read buffer and calls [`parse_head`] again whenever more bytes arrive. The
-//! parser faces the internet, so every decision that affects message framing
-//! (where this request ends and the next one begins) is made strictly: any
-//! ambiguity a front proxy could resolve differently from us is an error rather
-//! than a guess, because such differences are what request smuggling exploits.
+//! Everything here works on bytes and does no I/O: the event loop keeps its
+//! own read buffer and hands a connection's [`HeadParser`] what arrived, which
+//! resumes where it stopped ([`parse_head`] is the same parser run over one
+//! buffer). The parser faces the internet, so every decision that affects
+//! message framing (where this request ends and the next one begins) is made
+//! strictly: any ambiguity a front proxy could resolve differently from us is
+//! an error rather than a guess, because such differences are what request
+//! smuggling exploits.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
