@@ -327,7 +327,7 @@ enum Request {
     /// Looking for the end of the head.
     Head(HeadParser),
     /// The head is parsed; its body is being received.
-    Body(Box<Head>, Body),
+    Body(Head, Body),
 }
 
 impl Default for Request {
@@ -459,7 +459,7 @@ pub enum Next {
     /// `100 Continue` before the body.
     WantsContinue,
     /// A whole request, consumed from the input.
-    Request(Box<Head>, Vec<u8>),
+    Request(Head, Vec<u8>),
 }
 
 impl Http {
@@ -560,7 +560,7 @@ impl Http {
                 BodyFraming::Length(n) => Body::Length(n),
                 BodyFraming::Chunked => Body::Chunked(ChunkedDecoder::new(limits.max_body_bytes)),
             };
-            self.request = Request::Body(Box::new(head), body);
+            self.request = Request::Body(head, body);
         }
         let Request::Body(head, body) = &mut self.request else {
             return Ok(Next::Incomplete);
