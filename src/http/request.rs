@@ -1231,4 +1231,36 @@ mod tests {
         assert_eq!(p.parse(&endless, &limits).err(), Some(HttpError::HeadersTooLarge));
         assert!(p.scanned <= 64);
     }
+
+    /// A control byte makes the incremental parser run httparse at once;
+    /// that is only worth it, and only bounded, because httparse refuses
+    /// one anywhere in a head: each such run is the last.
+    #[test]
+    fn a_control_byte_is_refused_wherever_it_stands() {
+        let controls = (0u8..0x20)
+            .chain([0x7f])
+            .filter(|b| !matches!(b, b'\t' | b'\r' | b'\n'));
+        for c in controls {
+            for (before, after) in [
+                ("", " / HTTP/1.1\r\n\r\n"),
+                ("G", "T / HTTP/1.1\r\n\r\n"),
+                ("GET /", " HTTP/1.1\r\n\r\n"),
+                ("GET /a", "b HTTP/1.1\r\n\r\n"),
+                ("GET / HTTP/1.", "\r\n\r\n"),
+                ("GET / HTTP/1.1\r\n", "X: a\r\n\r\n"),
+                ("GET / HTTP/1.1\r\nX", ": a\r\n\r\n"),
+                ("GET / HTTP/1.1\r\nX: ", "a\r\n\r\n"),
+                ("GET / HTTP/1.1\r\nX: a", "\r\n\r\n"),
+                ("\r\n", "GET / HTTP/1.1\r\n\r\n"),
+            ] {
+                let buf = [before.as_bytes(), &[c], after.as_bytes()].concat();
+                let prefix = &buf[..before.len() + 1];
+                assert!(
+                    parse_head(prefix, &LIMITS).is_err() && parse_head(&buf, &LIMITS).is_err(),
+                    "{:?}",
+                    String::from_utf8_lossy(&buf)
+                );
+            }
+        }
+    }
 }
