@@ -42,6 +42,8 @@ pub struct Config {
     pub push_path: String,
     /// Open WebSocket connections allowed; upgrades over it get 503.
     pub max_connections: usize,
+    /// Open sockets that are not WebSocket (yet) allowed; see SPEC §12.
+    pub max_http_connections: usize,
     /// Largest incoming WebSocket message (and frame) in bytes.
     pub max_message_bytes: usize,
     /// Events one connection may subscribe to.
@@ -85,6 +87,7 @@ impl Default for Config {
             ws_path: "/ws".into(),
             push_path: "/push".into(),
             max_connections: 10_000,
+            max_http_connections: 1024,
             max_message_bytes: 4096,
             max_events: 64,
             max_backlog_bytes: 1 << 20,
@@ -146,6 +149,9 @@ impl Config {
         }
         if self.max_connections == 0 {
             return err("--max-connections must be at least 1".into());
+        }
+        if self.max_http_connections == 0 {
+            return err("--max-http-connections must be at least 1".into());
         }
         if self.max_message_bytes < 64 {
             return err("--max-message-bytes must be at least 64".into());
@@ -344,6 +350,17 @@ const FLAGS: &[Flag] = &[
         help: "open WebSocket connections; more get HTTP 503 (default 10000)",
         set: |c, v| {
             c.max_connections = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "max-http-connections",
+        env: "WSPUSH_MAX_HTTP_CONNECTIONS",
+        metavar: "N",
+        help: "open sockets that are not WebSocket; beyond it the oldest idle keep-alive one is closed, \
+               or the new one gets HTTP 503 (default 1024)",
+        set: |c, v| {
+            c.max_http_connections = parse_count(v)?;
             Ok(())
         },
     },
@@ -565,6 +582,7 @@ mod tests {
         assert_eq!(c.ws_path, "/ws");
         assert_eq!(c.push_path, "/push");
         assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.max_http_connections, 1024);
         assert_eq!(c.max_message_bytes, 4096);
         assert_eq!(c.max_events, 64);
         assert_eq!(c.max_backlog_bytes, 1_048_576);
@@ -621,6 +639,23 @@ mod tests {
         let bad_env = |k: &str| (k == "WSPUSH_LOG").then(|| "loud".to_string());
         let e = parse_cli(Vec::<String>::new(), bad_env).unwrap_err();
         assert!(e.0.contains("WSPUSH_LOG"), "{e}");
+    }
+
+    #[test]
+    fn max_http_connections_flag_env_and_zero() {
+        assert_eq!(
+            run(&["--max-http-connections", "5"])
+                .unwrap()
+                .max_http_connections,
+            5
+        );
+        let env = |k: &str| (k == "WSPUSH_MAX_HTTP_CONNECTIONS").then(|| "7".to_string());
+        let Ok(Cli::Run(c)) = parse_cli(Vec::<String>::new(), env) else {
+            panic!("env config")
+        };
+        assert_eq!(c.max_http_connections, 7);
+        let e = run(&["--max-http-connections", "0"]).unwrap_err();
+        assert_eq!(e.0, "--max-http-connections must be at least 1");
     }
 
     #[test]

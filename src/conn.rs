@@ -6,8 +6,8 @@
 //! can reach the binder and the other connections.
 
 use crate::config::Config;
-use crate::http::chunked::decode_chunked;
-use crate::http::request::{parse_head, BodyFraming, Head, HttpError, Limits, Parsed};
+use crate::http::chunked::{ChunkedDecoder, Feed};
+use crate::http::request::{BodyFraming, Head, HeadParser, HttpError, Limits, Parsed};
 use crate::ws::{self, FrameWatch};
 use mio::net::TcpStream;
 use std::collections::VecDeque;
@@ -374,12 +374,24 @@ pub enum State {
 }
 
 /// An HTTP/1.1 connection between requests or inside one.
+///
+/// Input is parsed as it arrives and nothing is parsed twice: `inbuf` holds
+/// bytes not consumed yet (from `start` on), `request` what is known of the
+/// request at their front. A head is kept once parsed; a chunked body is
+/// decoded as it comes, its framing dropped. What one request holds is
+/// bounded by the limits: its head, its body, and at most a head's worth of
+/// what the client sent after it.
 pub struct Http {
-    pub inbuf: Vec<u8>,
+    /// Bytes received; the ones before `start` are consumed. Allocated on
+    /// the first read and given back when the connection goes idle, so an
+    /// idle keep-alive socket holds no buffer.
+    inbuf: Vec<u8>,
+    start: usize,
+    request: Request,
     /// Start of the current wait: the request being received, the response
     /// being read, or keep-alive idleness. One timeout covers all three.
     pub since: Instant,
-    /// `100 Continue` already sent for the request at the head of `inbuf`.
+    /// `100 Continue` already sent for the request at the head of the input.
     pub sent_continue: bool,
     /// Close once the queued responses are written.
     pub close_after: bool,
@@ -388,6 +400,31 @@ pub struct Http {
     /// A cluster push is waiting for Redis to acknowledge it; the requests
     /// behind it wait too, so responses keep the pipeline's order.
     pub waiting: bool,
+    /// At least one request was answered: the socket is kept alive between
+    /// requests, and may be closed when idle to make room (see `idle`).
+    pub served: bool,
+    /// While idle: its place in the loop's queue of idle HTTP sockets.
+    pub idle: Option<u64>,
+}
+
+/// The request at the front of an HTTP connection's input.
+enum Request {
+    /// Looking for the end of the head.
+    Head(HeadParser),
+    /// The head is parsed; its body is being received.
+    Body(Head, Body),
+}
+
+impl Default for Request {
+    fn default() -> Request {
+        Request::Head(HeadParser::default())
+    }
+}
+
+enum Body {
+    /// This many bytes, kept in the input buffer until all are there.
+    Length(usize),
+    Chunked(ChunkedDecoder),
 }
 
 /// An upgraded connection.
@@ -529,9 +566,10 @@ pub fn discard_input(tcp: &mut TcpStream) -> io::Result<bool> {
 pub enum Next {
     /// Not a whole request yet.
     Incomplete,
-    /// The head is in but the client waits for `100 Continue` before the body.
-    WantsContinue(Head),
-    /// A whole request, removed from the input buffer.
+    /// The head is in (see [`Http::pending_head`]) but the client waits for
+    /// `100 Continue` before the body.
+    WantsContinue,
+    /// A whole request, consumed from the input.
     Request(Head, Vec<u8>),
 }
 
@@ -539,44 +577,131 @@ impl Http {
     pub fn new(now: Instant) -> Http {
         Http {
             inbuf: Vec::new(),
+            start: 0,
+            request: Request::default(),
             since: now,
             sent_continue: false,
             close_after: false,
             read_closed: false,
             waiting: false,
+            served: false,
+            idle: None,
         }
     }
 
-    /// Most input worth buffering: a full head and body, plus chunk framing.
-    pub fn input_cap(limits: &Limits) -> usize {
-        limits.max_head_bytes + 2 * limits.max_body_bytes + 16 * 1024
+    /// Bytes received and not consumed yet.
+    pub fn input(&self) -> &[u8] {
+        &self.inbuf[self.start..]
     }
 
-    /// Takes the next complete request off the input, if there is one.
-    pub fn next_request(&mut self, limits: &Limits) -> Result<Next, HttpError> {
-        let (head, head_len) = match parse_head(&self.inbuf, limits)? {
-            Parsed::Incomplete => return Ok(Next::Incomplete),
-            Parsed::Done(head, len) => (head, len),
+    /// Some of a request has arrived, or all of one that is not answered.
+    pub fn mid_request(&self) -> bool {
+        self.start < self.inbuf.len() || matches!(self.request, Request::Body(..))
+    }
+
+    /// Between requests, with nothing buffered, nothing pending and nothing
+    /// owed (the caller also checks the outbound queue).
+    pub fn is_idle(&self) -> bool {
+        !self.mid_request() && !self.waiting && !self.close_after && !self.read_closed
+    }
+
+    /// Gives back the input buffer of an idle connection.
+    pub fn release_buffer(&mut self) {
+        if !self.mid_request() {
+            self.inbuf = Vec::new();
+            self.start = 0;
+        }
+    }
+
+    /// The head of the request being received, once it is parsed.
+    pub fn pending_head(&self) -> Option<&Head> {
+        match &self.request {
+            Request::Body(head, _) => Some(head),
+            Request::Head(_) => None,
+        }
+    }
+
+    /// Most unconsumed input worth holding now: the body still expected by
+    /// length, plus one more head. Anything larger is refused by the
+    /// parser before it could be needed (431), and a chunked body is decoded
+    /// as it arrives, so it needs no room beyond that.
+    fn input_cap(&self, limits: &Limits) -> usize {
+        let body = match &self.request {
+            Request::Body(_, Body::Length(n)) => *n,
+            _ => 0,
         };
-        let rest = &self.inbuf[head_len..];
-        let body = match head.framing {
-            BodyFraming::None => Some((Vec::new(), 0)),
-            BodyFraming::Length(n) if rest.len() >= n => Some((rest[..n].to_vec(), n)),
-            BodyFraming::Length(_) => None,
-            BodyFraming::Chunked => match decode_chunked(rest, limits.max_body_bytes)? {
-                Parsed::Done(body, used) => Some((body, used)),
-                Parsed::Incomplete => None,
+        limits.max_head_bytes.saturating_add(1).saturating_add(body)
+    }
+
+    /// Reads what the socket has, up to `input_cap` (see `read_into`).
+    /// Consumed bytes are dropped first, once per read rather than once
+    /// per request, so a deep pipeline is drained in linear time.
+    pub fn read(
+        &mut self,
+        tcp: &mut TcpStream,
+        limits: &Limits,
+        scratch: &mut [u8],
+        fin: bool,
+    ) -> io::Result<ReadStatus> {
+        if self.start > 0 {
+            self.inbuf.drain(..self.start);
+            self.start = 0;
+        }
+        let cap = self.input_cap(limits);
+        let status = read_into(tcp, &mut self.inbuf, cap, scratch, fin)?;
+        if !matches!(status, ReadStatus::Open { progress: false, .. }) {
+            // Whatever arrived, the wait that made it idle is over: if it
+            // goes idle again, it is the newest idle socket.
+            self.idle = None;
+        }
+        Ok(status)
+    }
+
+    /// Takes the next complete request off the input, if there is one,
+    /// parsing only bytes that arrived since the last call.
+    pub fn next_request(&mut self, limits: &Limits) -> Result<Next, HttpError> {
+        if let Request::Head(parser) = &mut self.request {
+            let (head, n) = match parser.parse(&self.inbuf[self.start..], limits)? {
+                Parsed::Incomplete => return Ok(Next::Incomplete),
+                Parsed::Done(head, n) => (head, n),
+            };
+            self.start += n;
+            let body = match head.framing {
+                BodyFraming::None => Body::Length(0),
+                BodyFraming::Length(n) => Body::Length(n),
+                BodyFraming::Chunked => Body::Chunked(ChunkedDecoder::new(limits.max_body_bytes)),
+            };
+            self.request = Request::Body(head, body);
+        }
+        let Request::Body(head, body) = &mut self.request else {
+            return Ok(Next::Incomplete);
+        };
+        let input = &self.inbuf[self.start..];
+        let (body, used) = match body {
+            Body::Length(n) if input.len() >= *n => (Some(input[..*n].to_vec()), *n),
+            Body::Length(_) => (None, 0),
+            Body::Chunked(decoder) => match decoder.feed(input)? {
+                Feed::Done(n) => (Some(decoder.take_body()), n),
+                Feed::Incomplete => (None, input.len()),
             },
         };
-        match body {
-            Some((body, used)) => {
-                self.inbuf.drain(..head_len + used);
-                self.sent_continue = false;
-                Ok(Next::Request(head, body))
-            }
-            None if self.inbuf.len() >= Http::input_cap(limits) => Err(HttpError::BodyTooLarge),
-            None if head.expect_continue && !self.sent_continue => Ok(Next::WantsContinue(head)),
-            None => Ok(Next::Incomplete),
+        self.start += used;
+        let Some(body) = body else {
+            return Ok(if head.expect_continue && !self.sent_continue {
+                Next::WantsContinue
+            } else {
+                Next::Incomplete
+            });
+        };
+        self.sent_continue = false;
+        if self.start == self.inbuf.len() {
+            // Nothing follows: start over without moving any bytes.
+            self.inbuf.clear();
+            self.start = 0;
+        }
+        match std::mem::take(&mut self.request) {
+            Request::Body(head, _) => Ok(Next::Request(head, body)),
+            Request::Head(_) => Ok(Next::Incomplete),
         }
     }
 }
@@ -823,13 +948,13 @@ mod tests {
                 ("/c".to_string(), b"hi".to_vec())
             ]
         );
-        assert!(h.inbuf.is_empty());
+        assert!(h.input().is_empty());
     }
 
     #[test]
     fn expect_continue_is_asked_once() {
         let mut h = http(b"POST /p HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n");
-        assert!(matches!(h.next_request(&limits()), Ok(Next::WantsContinue(_))));
+        assert!(matches!(h.next_request(&limits()), Ok(Next::WantsContinue)));
         h.sent_continue = true;
         assert!(matches!(h.next_request(&limits()), Ok(Next::Incomplete)));
         h.inbuf.extend_from_slice(b"ok");
@@ -843,5 +968,126 @@ mod tests {
         assert_eq!(h.next_request(&limits()).err(), Some(HttpError::BodyTooLarge));
         let mut h = http(b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n");
         assert_eq!(h.next_request(&limits()).err(), Some(HttpError::BodyTooLarge));
+    }
+
+    /// What a read does to the input: consumed bytes dropped, new ones appended.
+    fn arrive(h: &mut Http, bytes: &[u8]) {
+        h.inbuf.drain(..h.start);
+        h.start = 0;
+        h.inbuf.extend_from_slice(bytes);
+    }
+
+    /// Every request that can be taken now: (path, body), or the error.
+    fn take_all(h: &mut Http, out: &mut Vec<Result<(String, Vec<u8>), HttpError>>) {
+        // After an error the loop answers and closes: nothing more is parsed.
+        while !matches!(out.last(), Some(Err(_))) {
+            match h.next_request(&limits()) {
+                Ok(Next::Request(head, body)) => out.push(Ok((head.path.clone(), body))),
+                Ok(Next::WantsContinue) if !h.sent_continue => h.sent_continue = true,
+                Ok(_) => return,
+                Err(e) => return out.push(Err(e)),
+            }
+        }
+    }
+
+    /// However a pipelined stream is split into reads (anywhere in two, or
+    /// one byte per read), the same requests come out.
+    #[test]
+    fn any_split_gives_the_same_requests() {
+        let stream: &[u8] = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
+            GET /b HTTP/1.1\r\n\r\n\
+            POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\nhi\r\n1\r\n!\r\n0\r\nT: 1\r\n\r\n\
+            \r\nPOST /d HTTP/1.1\nExpect: 100-continue\nContent-Length: 2\n\nok\
+            POST /e HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n";
+        let mut whole = http(stream);
+        let mut expected = Vec::new();
+        take_all(&mut whole, &mut expected);
+        assert_eq!(expected.len(), 5, "{expected:?}");
+        assert_eq!(expected[4], Err(HttpError::BodyTooLarge));
+        for cut in 0..=stream.len() {
+            let mut h = Http::new(Instant::now());
+            let mut got = Vec::new();
+            arrive(&mut h, &stream[..cut]);
+            take_all(&mut h, &mut got);
+            arrive(&mut h, &stream[cut..]);
+            take_all(&mut h, &mut got);
+            assert_eq!(got, expected, "cut at {cut}");
+        }
+        let mut h = Http::new(Instant::now());
+        let mut got = Vec::new();
+        for b in stream {
+            arrive(&mut h, std::slice::from_ref(b));
+            take_all(&mut h, &mut got);
+        }
+        assert_eq!(got, expected, "byte by byte");
+    }
+
+    /// Taking a request off a deep pipeline moves no bytes: consumed input
+    /// is dropped once per read, not once per request.
+    #[test]
+    fn pipelined_requests_are_taken_without_moving_bytes() {
+        let one = b"POST /p HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi";
+        let mut h = http(&one.repeat(1000));
+        let len = h.inbuf.len();
+        let data = h.inbuf.as_ptr();
+        for i in 0..999 {
+            assert!(matches!(h.next_request(&limits()), Ok(Next::Request(..))), "{i}");
+            assert_eq!((h.inbuf.len(), h.inbuf.as_ptr()), (len, data));
+            assert_eq!(h.start, (i + 1) * one.len());
+        }
+        assert!(matches!(h.next_request(&limits()), Ok(Next::Request(..))));
+        assert!(h.input().is_empty());
+    }
+
+    /// A chunked body is decoded as it arrives: its framing is not kept, so
+    /// the input never holds more than one read's worth of it, and a body of
+    /// tiny chunks is judged by its size alone.
+    #[test]
+    fn chunk_framing_is_not_buffered() {
+        let mut h = Http::new(Instant::now());
+        arrive(&mut h, b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(matches!(h.next_request(&limits()), Ok(Next::Incomplete)));
+        let chunk = [b"1;".as_slice(), &[b'e'; 250], b"\r\nz\r\n"].concat();
+        for _ in 0..64 {
+            arrive(&mut h, &chunk);
+            assert!(matches!(h.next_request(&limits()), Ok(Next::Incomplete)));
+            assert!(h.input().is_empty());
+            assert!(h.mid_request());
+        }
+        arrive(&mut h, b"0\r\n\r\n");
+        assert!(matches!(h.next_request(&limits()), Ok(Next::Request(_, b)) if b == [b'z'; 64]));
+        assert!(!h.mid_request());
+    }
+
+    /// Input is bounded by the limits: a head, the body still expected by
+    /// length, and one more head.
+    #[test]
+    fn input_cap_follows_the_request() {
+        let l = limits();
+        let mut h = Http::new(Instant::now());
+        assert_eq!(h.input_cap(&l), l.max_head_bytes + 1);
+        arrive(&mut h, b"POST /p HTTP/1.1\r\nContent-Length: 60\r\n\r\n");
+        assert!(matches!(h.next_request(&l), Ok(Next::Incomplete)));
+        assert_eq!(h.input_cap(&l), l.max_head_bytes + 1 + 60);
+    }
+
+    /// An idle connection gives its input buffer back; one mid-request keeps it.
+    #[test]
+    fn idle_connections_hold_no_buffer() {
+        let mut h = http(
+            &[
+                b"POST /p HTTP/1.1\r\nContent-Length: 60\r\n\r\n".as_slice(),
+                &[b'x'; 60],
+            ]
+            .concat(),
+        );
+        h.release_buffer();
+        assert!(h.inbuf.capacity() > 0, "kept while the request is unanswered");
+        assert!(matches!(h.next_request(&limits()), Ok(Next::Request(..))));
+        assert!(h.is_idle());
+        h.release_buffer();
+        assert_eq!(h.inbuf.capacity(), 0);
+        arrive(&mut h, b"GET /");
+        assert!(!h.is_idle());
     }
 }

@@ -18,6 +18,13 @@
 //! keeps sending. Spurious
 //! events are harmless: every read and write tolerates `WouldBlock`.
 //!
+//! HTTP input is parsed as it arrives and never twice (`conn::Http`): a
+//! connection's buffer holds at most a head, the body still expected by
+//! length and the next head, and is given back when the connection goes
+//! idle. Sockets that are not WebSocket are capped
+//! (`--max-http-connections`): at the cap, a new one closes the keep-alive
+//! socket idle longest (`idle.rs`) or is answered 503.
+//!
 //! Bytes that cannot be written now stay queued per connection (HTTP
 //! responses in `Stream::out`, frames in tungstenite's buffer) and go out
 //! on the next writable edge; the queue is capped (the backlog limit), so
@@ -33,6 +40,7 @@
 //! and only there: it unbinds, updates the metrics and drops the socket.
 
 mod cluster;
+mod idle;
 
 use crate::auth::{self, ConnAuth, PushGuard, Request, Verdict};
 use crate::binder::{BindError, Binder};
@@ -55,6 +63,7 @@ use crate::trim;
 use crate::ws::{self, close, Failure, Refusal};
 use crate::{ClientMessage, Error, OnMessage, Reply};
 use cluster::Waiter;
+use idle::{Entry, IdleQueue};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::Value;
@@ -129,6 +138,11 @@ pub(crate) struct Loop {
     core: Core,
     accept_paused_until: Option<Instant>,
     accept_warned_at: Option<Instant>,
+    /// Idle keep-alive HTTP sockets, oldest first (see idle.rs).
+    idle: IdleQueue,
+    /// Last "too many HTTP connections" line, to log it at most every
+    /// `ACCEPT_WARN_EVERY`.
+    http_cap_logged_at: Option<Instant>,
     /// A big backlog was freed: give memory back at `next trim` (see trim.rs).
     trim_due: bool,
     last_trim: Option<Instant>,
@@ -236,6 +250,8 @@ impl Loop {
             },
             accept_paused_until: None,
             accept_warned_at: None,
+            idle: IdleQueue::default(),
+            http_cap_logged_at: None,
             trim_due: false,
             last_trim: None,
             shutdown_by: None,
@@ -348,6 +364,10 @@ impl Loop {
     }
 
     fn add_conn(&mut self, tcp: mio::net::TcpStream, peer: SocketAddr, now: Instant) {
+        // Sockets that are not WebSocket are capped: make room by closing
+        // the socket idle longest, or refuse this one.
+        let refuse = self.core.metrics.http_sockets >= self.core.cfg.max_http_connections as u64
+            && !self.close_oldest_idle();
         // Pushes are small and must leave at once, not wait for an ACK.
         let _ = tcp.set_nodelay(true);
         self.core.next_serial += 1;
@@ -373,8 +393,48 @@ impl Loop {
             return;
         }
         self.core.metrics.sockets += 1;
-        self.core.arm(id, conn);
+        self.core.metrics.http_sockets += 1;
         debug!("connection {id} from {peer}");
+        if !refuse {
+            self.core.arm(id, conn);
+            return;
+        }
+        if self
+            .http_cap_logged_at
+            .is_none_or(|t| now >= t + ACCEPT_WARN_EVERY)
+        {
+            info!(
+                "refusing connection from {peer} with 503: {} HTTP connections open, none idle (--max-http-connections)",
+                self.core.metrics.http_sockets - 1
+            );
+            self.http_cap_logged_at = Some(now);
+        }
+        self.core.metrics.http_error(503);
+        let resp = Response::text(503, "too many connections").with_header("Retry-After", "1");
+        conn.stream.append(|b| resp.encode_into(b, false, false));
+        let _ = conn.stream.flush_out();
+        let Some(mut conn) = self.conns.take(id) else {
+            return;
+        };
+        // Read and drop the request it sent, so closing does not reset the
+        // connection under the 503.
+        let keep = self.core.linger(&mut conn, now);
+        self.settle(id, conn, keep);
+    }
+
+    /// Closes the keep-alive HTTP socket that has been idle longest; false
+    /// when no socket is idle.
+    fn close_oldest_idle(&mut self) -> bool {
+        let conns = &mut self.conns;
+        let Some(Entry { id, .. }) = self.idle.pop_oldest(|e| still_idle(conns, e)) else {
+            return false;
+        };
+        let Some(conn) = self.conns.take(id) else {
+            return false;
+        };
+        debug!("closing idle connection {id} from {} to make room", conn.peer);
+        self.finish(id, conn);
+        true
     }
 
     fn drain_control(&mut self, now: Instant) {
@@ -436,7 +496,7 @@ impl Loop {
                 }
                 State::Http(h) => {
                     h.close_after = true;
-                    h.waiting || !(h.inbuf.is_empty() && conn.stream.queued() == 0)
+                    h.waiting || h.mid_request() || conn.stream.queued() > 0
                 }
                 _ => true,
             };
@@ -461,10 +521,29 @@ impl Loop {
     fn settle(&mut self, id: usize, mut conn: Conn, keep: bool) {
         self.trim_due |= std::mem::take(&mut conn.stream.freed_big);
         if keep {
+            if let State::Http(h) = &mut conn.state {
+                self.note_idle(id, conn.serial, h, conn.stream.queued() == 0);
+            }
             self.core.arm(id, &mut conn);
             self.conns.put_back(id, conn);
         } else {
             self.finish(id, conn);
+        }
+    }
+
+    /// Keeps the idle queue and the connection's stamp in step with whether
+    /// it is idle now; an idle connection also gives its buffer back, so
+    /// it costs only its slot and socket.
+    fn note_idle(&mut self, id: usize, serial: u64, h: &mut Http, nothing_queued: bool) {
+        if !(h.is_idle() && nothing_queued) {
+            h.idle = None;
+            return;
+        }
+        h.release_buffer();
+        if h.served && h.idle.is_none() {
+            let live = self.core.metrics.http_sockets as usize;
+            let conns = &mut self.conns;
+            h.idle = Some(self.idle.push(id, serial, live, |e| still_idle(conns, e)));
         }
     }
 
@@ -477,10 +556,10 @@ impl Loop {
     /// The one place a connection ends: unbound, counted, socket closed.
     fn finish(&mut self, id: usize, conn: Conn) {
         self.core.binder.unbind(id);
-        if let State::Ws(ws) = &conn.state {
-            if ws.is_open() {
-                self.core.metrics.connections -= 1;
-            }
+        match &conn.state {
+            State::Ws(ws) if ws.is_open() => self.core.metrics.connections -= 1,
+            State::Ws(_) => {}
+            State::Http(_) | State::Linger { .. } => self.core.metrics.http_sockets -= 1,
         }
         self.core.metrics.sockets -= 1;
         debug!("connection {id} from {} closed", conn.peer);
@@ -522,7 +601,6 @@ impl Loop {
     /// whose input stopped at the buffer's cap gets it read once there is
     /// room, without a new readable edge. `fin`: see `conn::Ready`.
     fn drive_http(&mut self, id: usize, conn: &mut Conn, fin: bool, now: Instant) -> bool {
-        let cap = Http::input_cap(&self.core.limits);
         // Until a read finds the socket dry; later bytes raise a new event.
         let mut maybe_input = true;
         for _ in 0..ROUND_BUDGET {
@@ -546,10 +624,9 @@ impl Loop {
             }
             let mut progress = false;
             if !http.read_closed && maybe_input {
-                match conn::read_into(
+                match http.read(
                     &mut conn.stream.tcp,
-                    &mut http.inbuf,
-                    cap,
+                    &self.core.limits,
                     &mut self.core.read_scratch,
                     fin,
                 ) {
@@ -614,9 +691,10 @@ impl Loop {
                     http.close_after = true;
                     break;
                 }
-                Ok(Next::WantsContinue(head)) => {
+                Ok(Next::WantsContinue) => {
                     // Refuse before the client sends a body we would discard.
-                    match self.route(&head, conn.peer) {
+                    let Some(head) = http.pending_head() else { break };
+                    match self.route(head, conn.peer) {
                         Err(resp) => {
                             self.core.metrics.http_error(resp.status);
                             resp.encode_into(out, false, false);
@@ -632,11 +710,12 @@ impl Loop {
                 Ok(Next::Request(head, body)) => {
                     handled += 1;
                     http.since = now;
+                    http.served = true;
                     self.core.metrics.http_requests += 1;
                     let style = ReplyStyle {
                         // After the peer's FIN every buffered request is still
                         // answered; the last one buffered says the connection closes.
-                        keep_alive: head.keep_alive && !(http.read_closed && http.inbuf.is_empty()),
+                        keep_alive: head.keep_alive && !(http.read_closed && http.input().is_empty()),
                         http10: head.version == Version::Http10,
                         head_only: head.method == "HEAD",
                         json: accepts_json(&head),
@@ -685,9 +764,10 @@ impl Loop {
         };
         // Copy only the early bytes: handing over the 4 KiB request buffer
         // itself would make it the session's read buffer for life.
-        let early = http.inbuf.as_slice().to_vec();
+        let early = http.input().to_vec();
         conn.state = State::Ws(Ws::new(early, self.core.ws_config, envelope, &self.core.cfg, now));
         self.core.metrics.connections += 1;
+        self.core.metrics.http_sockets -= 1;
         debug!("websocket open from {}", conn.peer);
     }
 
@@ -999,6 +1079,14 @@ impl Loop {
     }
 }
 
+/// Whether an idle-queue entry still describes its connection: the same
+/// one (serial), still HTTP, still idle since that entry (stamp).
+fn still_idle(conns: &mut Slab<Conn>, e: &Entry) -> bool {
+    conns
+        .get_mut(e.id)
+        .is_some_and(|c| c.serial == e.serial && matches!(&c.state, State::Http(h) if h.idle == Some(e.seq)))
+}
+
 /// How a request wants its response written.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReplyStyle {
@@ -1041,7 +1129,7 @@ impl Core {
                     // A waiting push is bounded by --redis-timeout instead.
                     return true;
                 }
-                if !h.inbuf.is_empty() && conn.stream.queued() == 0 {
+                if h.mid_request() && conn.stream.queued() == 0 {
                     // A request that never finished arriving (slowloris).
                     self.metrics.http_error(408);
                     let resp = Response::text(408, "request timeout");

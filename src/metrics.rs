@@ -13,6 +13,9 @@ pub struct Metrics {
     pub connections: u64,
     /// Open TCP connections of any kind.
     pub sockets: u64,
+    /// Open TCP connections that are not WebSocket: HTTP requests,
+    /// keep-alive, closing after a response (`--max-http-connections`).
+    pub http_sockets: u64,
     pub pushes: u64,
     pub messages_delivered: u64,
     pub bytes_out: u64,
@@ -104,6 +107,12 @@ impl Metrics {
             "gauge",
             "Open TCP connections (WebSocket and HTTP).",
             self.sockets,
+        );
+        one(
+            "wspush_http_sockets",
+            "gauge",
+            "Open TCP connections that are not WebSocket (capped by --max-http-connections).",
+            self.http_sockets,
         );
         one(
             "wspush_registered_users",

@@ -11,11 +11,15 @@
 //!    the body with `consumed` equal to the encoding's length, every strict
 //!    prefix must be `Incomplete`, and a limit one byte below the body's
 //!    length must give `BodyTooLarge`.
+//!
+//! Both the raw bytes and the built encodings are also fed to one
+//! `ChunkedDecoder` in pieces, split where the input chooses and one byte at
+//! a time: the outcome must be exactly the one-shot outcome.
 #![no_main]
 
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use wspush::http::chunked::decode_chunked;
+use wspush::http::chunked::{decode_chunked, ChunkedDecoder, Feed, MAX_EXTENSION_BYTES};
 use wspush::http::request::{HttpError, Parsed};
 
 type Outcome = std::result::Result<Parsed<Vec<u8>>, HttpError>;
@@ -37,8 +41,45 @@ fn prefix_cuts(n: usize, marks: &[usize]) -> Vec<usize> {
     cuts
 }
 
+/// Cut points the input chooses: its last byte says how many (up to 15),
+/// the bytes before it where, each as a fraction of the length of `len`.
+fn cuts(data: &[u8], len: usize) -> Vec<usize> {
+    let Some((&k, rest)) = data.split_last() else {
+        return Vec::new();
+    };
+    let k = usize::from(k % 16).min(rest.len());
+    let mut cuts: Vec<usize> = rest[rest.len() - k..]
+        .iter()
+        .map(|&b| usize::from(b) * len / 256)
+        .collect();
+    cuts.sort_unstable();
+    cuts
+}
+
+/// `buf` fed to one decoder in the pieces `cuts` makes, as `decode_chunked`
+/// would report it.
+fn fed(buf: &[u8], cuts: impl Iterator<Item = usize>, max: usize) -> Outcome {
+    let mut d = ChunkedDecoder::new(max);
+    let mut from = 0;
+    for to in cuts.chain([buf.len()]) {
+        match d.feed(&buf[from..to])? {
+            Feed::Done(n) => return Ok(Parsed::Done(d.take_body(), from + n)),
+            Feed::Incomplete => from = to,
+        }
+    }
+    Ok(Parsed::Incomplete)
+}
+
+/// Split where `data` says and byte by byte, `buf` decodes to `expected`.
+fn check_split(buf: &[u8], data: &[u8], max: usize, expected: &Outcome) {
+    let split = fed(buf, cuts(data, buf.len()).into_iter(), max);
+    assert_eq!(&split, expected, "split at {:?}", cuts(data, buf.len()));
+    assert_eq!(&fed(buf, 0..buf.len(), max), expected, "byte by byte");
+}
+
 fn check_raw(buf: &[u8], max: usize) {
     let out = decode_chunked(buf, max);
+    check_split(buf, buf, max, &out);
 
     if !buf.is_empty() {
         let cut = usize::from(buf[0]) * buf.len() / 256;
@@ -110,24 +151,24 @@ fn size_line(u: &mut Unstructured, size: usize, out: &mut Vec<u8>) -> Result<()>
         format!("{size:x}")
     };
     let zeros = u.int_in_range(0..=16 - hex.len())?;
-    let start = out.len();
     out.extend(std::iter::repeat_n(b'0', zeros));
     out.extend_from_slice(hex.as_bytes());
+    let digits = out.len();
     let ws: &[u8] = u.choose(&[b"".as_slice(), b" ", b"\t", b" \t "])?;
     out.extend_from_slice(ws);
     // (`ratio` says yes forever once the input is used up: bound the loops.)
-    for _ in 0..4 {
+    for _ in 0..8 {
         if u.is_empty() || !u.ratio(1, 3)? {
             break;
         }
         out.push(b';');
-        let used = out.len() - start;
-        let ext = text(u, 1024usize.saturating_sub(used).min(40))?;
+        let used = out.len() - digits;
+        let ext = text(u, MAX_EXTENSION_BYTES.saturating_sub(used).min(80))?;
         out.extend_from_slice(&ext);
     }
-    // The decoder caps the line (without CRLF) at 1024 bytes.
-    // (a cut can only fall inside extension text, which stays valid).
-    out.truncate(start + 1024);
+    // The decoder allows MAX_EXTENSION_BYTES after the digits (a cut can
+    // only fall inside extension text, which stays valid).
+    out.truncate(digits + MAX_EXTENSION_BYTES);
     out.extend_from_slice(b"\r\n");
     Ok(())
 }
@@ -194,6 +235,7 @@ fn check_roundtrip(data: &[u8]) {
         let r = decode_chunked(&enc[..cut], body.len());
         assert_eq!(r, Ok(Parsed::Incomplete), "prefix of {cut} bytes of {}", show());
     }
+    check_split(&enc, data, body.len(), &expected);
     if !body.is_empty() {
         let r = decode_chunked(&enc, body.len() - 1);
         assert_eq!(

@@ -10,10 +10,17 @@
 //!   reads is never rejected), and an error on a prefix is the same error on
 //!   the whole buffer (more bytes never turn a rejection into something else);
 //! - the parsed head respects the limits and the documented invariants.
+//!
+//! And it drives the incremental `HeadParser` the way a connection does, the
+//! buffer growing piece by piece: split where the input chooses (its last
+//! byte says how many cuts, the bytes before it where) and one byte at a
+//! time. Whatever it answers besides `Incomplete` is `parse_head`'s answer
+//! for the whole buffer; it answers as soon as the head is complete (or over
+//! the limit); and it never stays `Incomplete` where `parse_head` has a head.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wspush::http::request::{parse_head, BodyFraming, Head, HttpError, Limits, Parsed, Version};
+use wspush::http::request::{parse_head, BodyFraming, Head, HeadParser, HttpError, Limits, Parsed, Version};
 
 const LIMITS: [Limits; 3] = [
     // The server's defaults.
@@ -130,8 +137,92 @@ fn check_head(head: &Head, limits: &Limits) {
     }
 }
 
+/// Cut points the input chooses: its last byte says how many (up to 15),
+/// the bytes before it where, each as a fraction of the length.
+fn cuts(data: &[u8]) -> Vec<usize> {
+    let Some((&k, rest)) = data.split_last() else {
+        return Vec::new();
+    };
+    let k = usize::from(k % 16).min(rest.len());
+    let mut cuts: Vec<usize> = rest[rest.len() - k..]
+        .iter()
+        .map(|&b| usize::from(b) * data.len() / 256)
+        .collect();
+    cuts.sort_unstable();
+    cuts
+}
+
+/// Feeds a growing prefix of `buf`, ending at each of `cuts` and then at its
+/// end, to one `HeadParser`; returns its first answer other than
+/// `Incomplete` (or `Incomplete`) and how many bytes it had been given.
+fn incremental(buf: &[u8], cuts: impl Iterator<Item = usize>, limits: &Limits) -> (Outcome, usize) {
+    let mut p = HeadParser::default();
+    for cut in cuts.chain([buf.len()]) {
+        let out = p.parse(&buf[..cut], limits);
+        if !matches!(out, Ok(Parsed::Incomplete)) {
+            return (out, cut);
+        }
+    }
+    (Ok(Parsed::Incomplete), buf.len())
+}
+
+fn check_incremental(buf: &[u8], limits: &Limits) {
+    let whole = parse_head(buf, limits);
+    // Where a head ends (or the limit is passed), if it does in `buf`.
+    let decided = match &whole {
+        Ok(Parsed::Done(_, n)) => Some(*n),
+        Err(HttpError::HeadersTooLarge) if buf.len() > limits.max_head_bytes => {
+            Some(limits.max_head_bytes + 1)
+        }
+        _ => None,
+    };
+    let runs = [
+        incremental(buf, cuts(buf).into_iter(), limits),
+        incremental(buf, 0..buf.len(), limits),
+    ];
+    for (i, (out, at)) in runs.iter().enumerate() {
+        let how = if i == 0 {
+            "split where the input says"
+        } else {
+            "byte by byte"
+        };
+        match out {
+            Ok(Parsed::Incomplete) => {
+                assert!(
+                    decided.is_none() && !matches!(whole, Ok(Parsed::Done(..))),
+                    "{how}: still incomplete where parse_head gives {whole:?}"
+                );
+            }
+            _ => {
+                assert!(
+                    same(out, &whole),
+                    "{how}: {out:?} after {at} bytes, parse_head {whole:?}"
+                );
+                assert!(
+                    same(&parse_head(&buf[..*at], limits), out),
+                    "{how}: {out:?} is not parse_head's answer for the {at} bytes given"
+                );
+            }
+        }
+        // One byte at a time, it answers with the byte that completes the
+        // head (or passes the limit), if not earlier with an error.
+        if let (Some(n), 1) = (decided, i) {
+            match out {
+                Ok(Parsed::Done(..)) => {
+                    assert_eq!(*at, n, "byte by byte: head done after {at} bytes, ends at {n}")
+                }
+                _ => assert!(
+                    *at <= n,
+                    "byte by byte: answered after {at} bytes, decided by {n}"
+                ),
+            }
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     for limits in &LIMITS {
         check(data, limits);
+        check_incremental(data, limits);
     }
 });

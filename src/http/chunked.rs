@@ -1,32 +1,80 @@
 //! Decoding of `Transfer-Encoding: chunked` request bodies (RFC 9112 §7.1).
 //!
-//! The decoder is stateless: the event loop calls [`decode_chunked`] on the
-//! whole buffered body each time more bytes arrive. That is cheap because
-//! bodies are capped (64 KiB by default) and every line the decoder scans is
-//! bounded, so a slow or hostile sender cannot make one call expensive.
+//! [`ChunkedDecoder`] is a state machine fed the bytes as they arrive: it
+//! keeps its place (inside a size line, an extension, chunk data or the
+//! trailers) and the body decoded so far between reads, so each byte is
+//! looked at once however the client splits its request. Framing bytes are
+//! consumed as they come and never kept: what a request holds in memory is
+//! its decoded body, which the limit bounds. [`decode_chunked`] is the same
+//! machine run over one buffer.
 
 use super::request::{HttpError, Parsed};
 
 /// Most hex digits in a chunk size. Sixteen digits already cover 64 bits; more
 /// can only be padding or an overflow attempt, and parsers that disagree about
 /// how to truncate a huge size disagree about framing.
-const MAX_SIZE_DIGITS: usize = 16;
+const MAX_SIZE_DIGITS: u8 = 16;
 
-/// Longest chunk-size line (size, whitespace and extensions) without its CRLF.
-/// Extensions are ignored, so without this cap a client could make us buffer
-/// and rescan an endless line.
-const MAX_SIZE_LINE: usize = 1024;
+/// Longest chunk extension: everything between a chunk's size and the CRLF
+/// ending its line (whitespace and `;name=value` pairs). Extensions are
+/// ignored; without a bound a client could make us scan an endless line, and
+/// 256 bytes is far more than any real client sends.
+pub const MAX_EXTENSION_BYTES: usize = 256;
 
 /// Largest trailer section (all trailer lines plus the final empty line).
 /// Trailers are ignored, so they only need to be bounded like a request head.
 const MAX_TRAILER_BYTES: usize = 8192;
 
-/// Decode a complete `Transfer-Encoding: chunked` body from the start of `buf`.
-///
-/// Returns the decoded body and the bytes consumed (through the final CRLF
-/// after the trailers), or [`Parsed::Incomplete`] while more bytes are needed.
-/// Every proper prefix of a valid body is `Incomplete`; errors are reported as
-/// early as the bytes seen so far prove them.
+/// Where the decoder stands between two bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Reading the hex digits of a chunk size.
+    Size {
+        size: u64,
+        digits: u8,
+    },
+    /// After the digits, before the CR: whitespace and extensions. `len`
+    /// counts their bytes, `ext` says a `;` was seen.
+    Extension {
+        size: usize,
+        len: usize,
+        ext: bool,
+    },
+    /// The size line's CR was seen; its LF must follow.
+    SizeLf {
+        size: usize,
+    },
+    /// Inside chunk data, `left` bytes still due.
+    Data {
+        left: usize,
+    },
+    /// Chunk data ended; its CR must follow, then its LF.
+    DataCr,
+    DataLf,
+    /// In the trailer section, `total` bytes into it, `line` bytes into the
+    /// current line; `cr`: the line's CR was seen and its LF must follow.
+    Trailer {
+        total: usize,
+        line: usize,
+        cr: bool,
+    },
+    /// The final empty line was consumed.
+    Done,
+    /// An error was reported; it is reported again for any further input.
+    Failed(HttpError),
+}
+
+/// What one [`ChunkedDecoder::feed`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Every byte given was consumed; the body goes on.
+    Incomplete,
+    /// The body ended after this many of the bytes given; the rest belong
+    /// to whatever follows the request.
+    Done(usize),
+}
+
+/// An incremental decoder for one chunked body.
 ///
 /// Line endings must be CRLF: a bare LF (or a CR not followed by LF) anywhere
 /// in the framing is a `BadRequest`. RFC 9112 lets recipients accept a bare LF,
@@ -34,133 +82,186 @@ const MAX_TRAILER_BYTES: usize = 8192;
 /// ends lets a request be smuggled past a front proxy, and no real client
 /// sends bare LFs here.
 ///
-/// `max_body_bytes` is enforced against announced chunk sizes, so a chunk
-/// header promising more than the remaining allowance fails with
-/// `BodyTooLarge` before any of its data has to arrive. Chunk extensions and
-/// trailer fields are syntax-checked only as far as framing needs (no control
-/// characters, CRLF endings) and otherwise ignored.
-pub fn decode_chunked(buf: &[u8], max_body_bytes: usize) -> Result<Parsed<Vec<u8>>, HttpError> {
-    let mut body = Vec::new();
-    let mut pos = 0;
-
-    loop {
-        let allowance = max_body_bytes.saturating_sub(body.len());
-        let (size, line_len) = match parse_size_line(&buf[pos..], allowance)? {
-            Some(v) => v,
-            None => return Ok(Parsed::Incomplete),
-        };
-        pos += line_len;
-        if size == 0 {
-            break;
-        }
-
-        let rest = &buf[pos..];
-        if rest.len() < size {
-            return Ok(Parsed::Incomplete);
-        }
-        let (data, after) = rest.split_at(size);
-        match after {
-            [b'\r', b'\n', ..] => {}
-            [] | [b'\r'] => return Ok(Parsed::Incomplete),
-            _ => return Err(HttpError::BadRequest("chunk data not followed by CRLF")),
-        }
-        body.extend_from_slice(data);
-        pos += size + 2;
-    }
-
-    match skip_trailers(&buf[pos..])? {
-        Some(len) => Ok(Parsed::Done(body, pos + len)),
-        None => Ok(Parsed::Incomplete),
-    }
-}
-
-/// Parse `chunk-size [ chunk-ext ] CRLF` at the start of `buf`, returning the
-/// size and the line length including CRLF, or `None` if the line is not
-/// complete yet.
+/// The body limit counts decoded body bytes only, never framing: a body sent
+/// as many tiny chunks is judged by its size. It is enforced against
+/// announced chunk sizes, so a chunk header promising more than the remaining
+/// allowance fails with `BodyTooLarge` before any of its data has to arrive.
+/// Chunk extensions (at most [`MAX_EXTENSION_BYTES`]) and trailer fields are
+/// syntax-checked only as far as framing needs (no control characters, CRLF
+/// endings) and otherwise ignored.
 ///
-/// The size is `1*HEXDIG` with nothing before it: no sign, no `0x`, no
-/// leading whitespace. After it only BWS and `;`-introduced extensions may
-/// follow; e.g. `5 5` is rejected rather than read as 5 or 55.
-fn parse_size_line(buf: &[u8], allowance: usize) -> Result<Option<(usize, usize)>, HttpError> {
-    let allowance = u64::try_from(allowance).unwrap_or(u64::MAX);
-    let mut size: u64 = 0;
-    let mut digits = 0;
-    while let Some(d) = buf.get(digits).and_then(|&b| hex_value(b)) {
-        digits += 1;
-        if digits > MAX_SIZE_DIGITS {
-            return Err(HttpError::BadRequest("chunk size has too many digits"));
-        }
-        // Cannot overflow: at most 16 digits of 4 bits each.
-        size = (size << 4) | u64::from(d);
-        // The value only grows as digits arrive, so an over-limit prefix is
-        // already conclusive. Checked per digit, so the verdict does not
-        // depend on how many more digits were read in the same call.
-        if size > allowance {
-            return Err(HttpError::BodyTooLarge);
-        }
-    }
-    let size = usize::try_from(size).map_err(|_| HttpError::BadRequest("chunk size overflows"))?;
-    if digits == buf.len() {
-        return Ok(None);
-    }
-    if digits == 0 {
-        return Err(HttpError::BadRequest("invalid chunk size"));
-    }
-
-    let mut in_extension = false;
-    for (i, &b) in buf.iter().enumerate().skip(digits) {
-        match b {
-            b'\r' => {
-                return match buf.get(i + 1) {
-                    None => Ok(None),
-                    Some(b'\n') => Ok(Some((size, i + 2))),
-                    Some(_) => Err(HttpError::BadRequest("bare CR in chunk size line")),
-                };
-            }
-            _ if i >= MAX_SIZE_LINE => {
-                return Err(HttpError::BadRequest("chunk size line too long"));
-            }
-            b'\n' => return Err(HttpError::BadRequest("bare LF in chunk size line")),
-            b' ' | b'\t' => {}
-            b';' => in_extension = true,
-            _ if in_extension && is_text(b) => {}
-            _ => return Err(HttpError::BadRequest("invalid chunk size line")),
-        }
-    }
-    Ok(None)
+/// The outcome never depends on how the bytes were split between calls:
+/// every proper prefix of a valid body is `Incomplete`, and errors are
+/// reported as early as the bytes seen so far prove them.
+#[derive(Debug, Clone)]
+pub struct ChunkedDecoder {
+    max_body_bytes: usize,
+    body: Vec<u8>,
+    step: Step,
 }
 
-/// Skip the trailer section after the last chunk: field lines up to and
-/// including an empty line. Returns its length, or `None` if incomplete.
-fn skip_trailers(buf: &[u8]) -> Result<Option<usize>, HttpError> {
-    // Never look further than the limit allows, so the scan is bounded no
-    // matter how much the client has sent.
-    let window = &buf[..buf.len().min(MAX_TRAILER_BYTES)];
-    let mut line_start = 0;
-    for (i, &b) in window.iter().enumerate() {
-        match b {
-            b'\r' => match window.get(i + 1) {
-                Some(b'\n') | None => {}
-                Some(_) => return Err(HttpError::BadRequest("bare CR in trailer")),
-            },
-            b'\n' => {
-                if i == 0 || window[i - 1] != b'\r' {
-                    return Err(HttpError::BadRequest("bare LF in trailer"));
-                }
-                if i == line_start + 1 {
-                    return Ok(Some(i + 1));
-                }
-                line_start = i + 1;
-            }
-            _ if is_text(b) => {}
-            _ => return Err(HttpError::BadRequest("invalid byte in trailer")),
+impl ChunkedDecoder {
+    pub fn new(max_body_bytes: usize) -> ChunkedDecoder {
+        ChunkedDecoder {
+            max_body_bytes,
+            body: Vec::new(),
+            step: Step::Size { size: 0, digits: 0 },
         }
     }
-    if buf.len() > MAX_TRAILER_BYTES {
-        Err(HttpError::HeadersTooLarge)
-    } else {
-        Ok(None)
+
+    /// Decoded body bytes so far.
+    pub fn body_len(&self) -> usize {
+        self.body.len()
     }
+
+    /// The decoded body, leaving the decoder empty-handed.
+    pub fn take_body(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.body)
+    }
+
+    /// Consumes the next bytes of the body. After an error the decoder stays
+    /// failed and reports the same error again.
+    pub fn feed(&mut self, input: &[u8]) -> Result<Feed, HttpError> {
+        let r = self.run(input);
+        if let Err(e) = r {
+            self.step = Step::Failed(e);
+        }
+        r
+    }
+
+    fn run(&mut self, input: &[u8]) -> Result<Feed, HttpError> {
+        use HttpError::BadRequest;
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            self.step = match self.step {
+                Step::Size { size, digits } => match hex_value(b) {
+                    Some(d) => {
+                        let digits = digits + 1;
+                        if digits > MAX_SIZE_DIGITS {
+                            return Err(BadRequest("chunk size has too many digits"));
+                        }
+                        // Cannot overflow: at most 16 digits of 4 bits each.
+                        let size = (size << 4) | u64::from(d);
+                        // The value only grows as digits arrive, so an
+                        // over-limit prefix is already conclusive.
+                        let allowance = self.max_body_bytes.saturating_sub(self.body.len());
+                        if size > u64::try_from(allowance).unwrap_or(u64::MAX) {
+                            return Err(HttpError::BodyTooLarge);
+                        }
+                        Step::Size { size, digits }
+                    }
+                    None if digits == 0 => return Err(BadRequest("invalid chunk size")),
+                    None => {
+                        let size = usize::try_from(size).map_err(|_| BadRequest("chunk size overflows"))?;
+                        // This byte is the first after the digits: look at it again there.
+                        self.step = Step::Extension {
+                            size,
+                            len: 0,
+                            ext: false,
+                        };
+                        continue;
+                    }
+                },
+                // The size is `1*HEXDIG` with nothing before it; after it only
+                // whitespace and `;`-introduced extensions may follow, so `5 5`
+                // is rejected rather than read as 5 or 55.
+                Step::Extension { size, len, ext } => match b {
+                    b'\r' => Step::SizeLf { size },
+                    _ if len >= MAX_EXTENSION_BYTES => return Err(BadRequest("chunk extension too long")),
+                    b'\n' => return Err(BadRequest("bare LF in chunk size line")),
+                    b' ' | b'\t' => Step::Extension {
+                        size,
+                        len: len + 1,
+                        ext,
+                    },
+                    b';' => Step::Extension {
+                        size,
+                        len: len + 1,
+                        ext: true,
+                    },
+                    _ if ext && is_text(b) => Step::Extension {
+                        size,
+                        len: len + 1,
+                        ext,
+                    },
+                    _ => return Err(BadRequest("invalid chunk size line")),
+                },
+                Step::SizeLf { size } => match (b, size) {
+                    (b'\n', 0) => Step::Trailer {
+                        total: 0,
+                        line: 0,
+                        cr: false,
+                    },
+                    (b'\n', left) => Step::Data { left },
+                    _ => return Err(BadRequest("bare CR in chunk size line")),
+                },
+                Step::Data { left } => {
+                    // Data is opaque: copied in one go, not looked at.
+                    let n = left.min(input.len() - i);
+                    self.body.extend_from_slice(&input[i..i + n]);
+                    i += n;
+                    self.step = if n == left {
+                        Step::DataCr
+                    } else {
+                        Step::Data { left: left - n }
+                    };
+                    continue;
+                }
+                Step::DataCr if b == b'\r' => Step::DataLf,
+                Step::DataLf if b == b'\n' => Step::Size { size: 0, digits: 0 },
+                Step::DataCr | Step::DataLf => return Err(BadRequest("chunk data not followed by CRLF")),
+                Step::Trailer { total, .. } if total >= MAX_TRAILER_BYTES => {
+                    return Err(HttpError::HeadersTooLarge)
+                }
+                Step::Trailer { line, cr: true, .. } if b == b'\n' && line == 0 => {
+                    self.step = Step::Done;
+                    return Ok(Feed::Done(i + 1));
+                }
+                Step::Trailer { total, cr: true, .. } if b == b'\n' => Step::Trailer {
+                    total: total + 1,
+                    line: 0,
+                    cr: false,
+                },
+                Step::Trailer { cr: true, .. } => return Err(BadRequest("bare CR in trailer")),
+                Step::Trailer { total, line, .. } => match b {
+                    b'\r' => Step::Trailer {
+                        total: total + 1,
+                        line,
+                        cr: true,
+                    },
+                    b'\n' => return Err(BadRequest("bare LF in trailer")),
+                    _ if is_text(b) => Step::Trailer {
+                        total: total + 1,
+                        line: line + 1,
+                        cr: false,
+                    },
+                    _ => return Err(BadRequest("invalid byte in trailer")),
+                },
+                Step::Done => return Ok(Feed::Done(i)),
+                Step::Failed(e) => return Err(e),
+            };
+            i += 1;
+        }
+        match self.step {
+            Step::Done => Ok(Feed::Done(input.len())),
+            Step::Failed(e) => Err(e),
+            _ => Ok(Feed::Incomplete),
+        }
+    }
+}
+
+/// Decode a complete `Transfer-Encoding: chunked` body from the start of `buf`.
+///
+/// Returns the decoded body and the bytes consumed (through the final CRLF
+/// after the trailers), or [`Parsed::Incomplete`] while more bytes are needed.
+/// The rules are [`ChunkedDecoder`]'s: this is one `feed` of the whole buffer.
+pub fn decode_chunked(buf: &[u8], max_body_bytes: usize) -> Result<Parsed<Vec<u8>>, HttpError> {
+    let mut d = ChunkedDecoder::new(max_body_bytes);
+    Ok(match d.feed(buf)? {
+        Feed::Done(n) => Parsed::Done(d.take_body(), n),
+        Feed::Incomplete => Parsed::Incomplete,
+    })
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -392,19 +493,32 @@ mod tests {
     }
 
     #[test]
-    fn long_size_line() {
-        let mut line = b"5;".to_vec();
-        line.resize(MAX_SIZE_LINE, b'a');
+    fn long_extensions() {
+        // Up to MAX_EXTENSION_BYTES after the size digits: fine.
+        let mut line = b"0005;".to_vec();
+        line.resize(4 + MAX_EXTENSION_BYTES, b'a');
         assert!(incomplete(&line));
         let mut exact = line.clone();
         exact.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
         assert_eq!(done(&exact).0, b"hello");
-        line.push(b'a');
-        assert!(is_bad_request(err(&line)));
-        // Whitespace padding is bounded the same way.
+        // One byte more is a malformed request, whatever the byte.
+        for extra in [b'a', b' ', b'\n', b';'] {
+            let mut over = line.clone();
+            over.push(extra);
+            assert_eq!(
+                err(&over),
+                HttpError::BadRequest("chunk extension too long"),
+                "{extra}"
+            );
+        }
+        // Whitespace padding counts too.
         let mut spaces = b"5".to_vec();
-        spaces.resize(MAX_SIZE_LINE + 1, b' ');
-        assert!(is_bad_request(err(&spaces)));
+        spaces.resize(1 + MAX_EXTENSION_BYTES + 1, b' ');
+        assert_eq!(err(&spaces), HttpError::BadRequest("chunk extension too long"));
+        // The last chunk's extensions as well.
+        let mut last = b"0;".to_vec();
+        last.resize(1 + MAX_EXTENSION_BYTES + 1, b'x');
+        assert_eq!(err(&last), HttpError::BadRequest("chunk extension too long"));
     }
 
     #[test]
@@ -509,5 +623,82 @@ mod tests {
                 assert!(n <= buf.len() && body.len() <= max);
             }
         }
+    }
+
+    /// Feeds `buf` in the pieces `cuts` makes; the outcome as
+    /// `decode_chunked` reports it, with `Done`'s count over all of `buf`.
+    fn fed(buf: &[u8], cuts: &[usize], max: usize) -> Result<Parsed<Vec<u8>>, HttpError> {
+        let mut d = ChunkedDecoder::new(max);
+        let mut from = 0;
+        for &to in cuts.iter().chain([&buf.len()]) {
+            match d.feed(&buf[from..to])? {
+                Feed::Done(n) => return Ok(Parsed::Done(d.take_body(), from + n)),
+                Feed::Incomplete => from = to,
+            }
+        }
+        Ok(Parsed::Incomplete)
+    }
+
+    /// Split anywhere, or fed one byte at a time, the decoder gives exactly
+    /// the answer it gives for the whole buffer.
+    #[test]
+    fn split_anywhere_same_outcome() {
+        let mut samples: Vec<Vec<u8>> = VALID.iter().map(|v| v.to_vec()).collect();
+        for bad in [
+            b"5\r\nhelloX\r\n".as_slice(),
+            b"5;a\x7f\r\n",
+            b"0\r\nX: 1\n\r\n",
+            b"3\r\nabc\r\n0\r\nT: \x00\r\n\r\n",
+            b"8\r\n01234567\r\n8\r\n01234567\r\n1\r\n",
+            b"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        ] {
+            samples.push(bad.to_vec());
+        }
+        let mut ext = b"1;".to_vec();
+        ext.resize(1 + MAX_EXTENSION_BYTES + 1, b'e');
+        samples.push(ext);
+        for buf in &samples {
+            for max in [0, 16, MAX] {
+                let whole = decode_chunked(buf, max);
+                for cut in 0..=buf.len() {
+                    assert_eq!(fed(buf, &[cut], max), whole, "{buf:?} cut at {cut}");
+                }
+                let every: Vec<usize> = (0..buf.len()).collect();
+                assert_eq!(fed(buf, &every, max), whole, "{buf:?} byte by byte");
+            }
+        }
+    }
+
+    /// The body limit counts body bytes, not framing: a body of exactly the
+    /// limit sent one byte per chunk, each with a long extension, is fine.
+    #[test]
+    fn limit_counts_body_bytes_not_framing() {
+        let mut enc = Vec::new();
+        for _ in 0..1000 {
+            enc.extend_from_slice(b"1;");
+            enc.extend_from_slice(&[b'x'; 200]);
+            enc.extend_from_slice(b"\r\nz\r\n");
+        }
+        enc.extend_from_slice(b"0\r\n\r\n");
+        assert!(enc.len() > 200 * 1000);
+        let (body, n) = match decode_chunked(&enc, 1000) {
+            Ok(Parsed::Done(body, n)) => (body, n),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((body.len(), n), (1000, enc.len()));
+        assert_eq!(decode_chunked(&enc, 999), Err(HttpError::BodyTooLarge));
+    }
+
+    /// After an error the decoder keeps failing the same way; after the end
+    /// it consumes nothing more.
+    #[test]
+    fn errors_and_the_end_are_sticky() {
+        let mut d = ChunkedDecoder::new(MAX);
+        let e = d.feed(b"5x").unwrap_err();
+        assert_eq!(d.feed(b"\r\nhello\r\n0\r\n\r\n"), Err(e));
+        let mut d = ChunkedDecoder::new(MAX);
+        assert_eq!(d.feed(b"0\r\n\r\nnext"), Ok(Feed::Done(5)));
+        assert_eq!(d.feed(b"more"), Ok(Feed::Done(0)));
+        assert_eq!(d.body_len(), 0);
     }
 }

@@ -1,11 +1,13 @@
 //! Parsing of HTTP/1.x request heads into a [`Head`].
 //!
-//! Everything here is a pure function over bytes: the event loop keeps its own
-//! read buffer and calls [`parse_head`] again whenever more bytes arrive. The
-//! parser faces the internet, so every decision that affects message framing
-//! (where this request ends and the next one begins) is made strictly: any
-//! ambiguity a front proxy could resolve differently from us is an error rather
-//! than a guess, because such differences are what request smuggling exploits.
+//! Everything here works on bytes and does no I/O: the event loop keeps its
+//! own read buffer and hands a connection's [`HeadParser`] what arrived, which
+//! resumes where it stopped ([`parse_head`] is the same parser run over one
+//! buffer). The parser faces the internet, so every decision that affects
+//! message framing (where this request ends and the next one begins) is made
+//! strictly: any ambiguity a front proxy could resolve differently from us is
+//! an error rather than a guess, because such differences are what request
+//! smuggling exploits.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -181,7 +183,118 @@ const OWS: &[char] = &[' ', '\t'];
 /// permits, and count towards the limit and the consumed length. Line endings
 /// may be CRLF or a bare LF (also permitted by RFC 9112 §2.2); this only
 /// affects where header lines end, never where the message ends.
+///
+/// This parses the buffer from its start every time; a connection receiving
+/// a head piecemeal uses a [`HeadParser`], which gives the same answers
+/// without re-reading what it has seen.
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<Head>, HttpError> {
+    match parse_window(buf, limits)? {
+        Some((head, n)) => Ok(Parsed::Done(head, n)),
+        None if buf.len() > limits.max_head_bytes => Err(HttpError::HeadersTooLarge),
+        None => Ok(Parsed::Incomplete),
+    }
+}
+
+/// Finds the end of a request head in bytes that arrive piecemeal.
+///
+/// Re-parsing a growing buffer after every read costs quadratic work when a
+/// client sends its head one byte per packet. This looks at each new byte
+/// once, for the empty line that ends the head, and runs httparse (which
+/// cannot resume) only when the outcome may have changed:
+/// - the head's end has arrived;
+/// - the request line is complete, or a byte arrived that no head may hold
+///   (a control character, a CR without LF): a malformed request, such as a
+///   TLS handshake, is refused at once as it was when every read re-parsed;
+/// - the bytes buffered have doubled since httparse last ran, so any other
+///   malformed head is refused within twice its length, and the total work
+///   stays linear;
+/// - more than `max_head_bytes` are buffered (then the verdict is final).
+///
+/// Whenever httparse runs it sees what [`parse_head`] would see, so every
+/// answer other than `Incomplete` is exactly `parse_head`'s for the same
+/// bytes; once the head is complete both always answer.
+#[derive(Debug, Clone, Default)]
+pub struct HeadParser {
+    /// Bytes from the start of the request looked at so far.
+    scanned: usize,
+    /// Bytes of the current line so far.
+    line: usize,
+    /// The last byte looked at was a CR.
+    cr: bool,
+    /// A non-empty line ended: the request line is in, and the next empty
+    /// line ends the head (empty lines before it are skipped).
+    request_line: bool,
+    /// Bytes buffered when httparse last ran.
+    checked: usize,
+    /// How often httparse ran, for the tests that prove the work linear.
+    #[cfg(test)]
+    runs: usize,
+}
+
+impl HeadParser {
+    /// Parses the head at the start of `buf`: everything received of this
+    /// request so far. Between calls `buf` may only grow at its end.
+    pub fn parse(&mut self, buf: &[u8], limits: &Limits) -> Result<Parsed<Head>, HttpError> {
+        let window = &buf[..buf.len().min(limits.max_head_bytes)];
+        loop {
+            let end = self.scan(window);
+            let due = end
+                || buf.len() > limits.max_head_bytes
+                || (!buf.is_empty() && buf.len() >= 2 * self.checked);
+            if !due {
+                return Ok(Parsed::Incomplete);
+            }
+            self.checked = buf.len();
+            #[cfg(test)]
+            {
+                self.runs += 1;
+            }
+            match parse_head(buf, limits)? {
+                Parsed::Incomplete if end && self.scanned < window.len() => {}
+                outcome => return Ok(outcome),
+            }
+        }
+    }
+
+    /// Looks at the bytes of `window` not seen yet; true when it stopped at
+    /// a byte after which httparse must run.
+    fn scan(&mut self, window: &[u8]) -> bool {
+        while let Some(&b) = window.get(self.scanned) {
+            self.scanned += 1;
+            let after_cr = std::mem::replace(&mut self.cr, b == b'\r');
+            if after_cr && b != b'\n' {
+                return true;
+            }
+            match b {
+                b'\n' => {
+                    let empty = self.line == usize::from(after_cr);
+                    self.line = 0;
+                    if !empty {
+                        // The first non-empty line is the request line.
+                        let first = !self.request_line;
+                        self.request_line = true;
+                        if first {
+                            return true;
+                        }
+                    } else if self.request_line {
+                        return true;
+                    }
+                }
+                b'\r' | b'\t' => self.line += 1,
+                0..=0x1f | 0x7f => {
+                    self.line += 1;
+                    return true;
+                }
+                _ => self.line += 1,
+            }
+        }
+        false
+    }
+}
+
+/// The head at the start of `buf` if all of it lies within the head limit;
+/// `None` while it may yet be completed.
+fn parse_window(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, HttpError> {
     let window = &buf[..buf.len().min(limits.max_head_bytes)];
 
     // Left uninitialised: httparse fills only the slots it uses, and
@@ -198,13 +311,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<Head>, HttpError
     let mut req = httparse::Request::new(&mut []);
     let consumed = match req.parse_with_uninit_headers(window, slots) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() > limits.max_head_bytes {
-                Err(HttpError::HeadersTooLarge)
-            } else {
-                Ok(Parsed::Incomplete)
-            };
-        }
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(map_httparse_error(e)),
     };
 
@@ -258,7 +365,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<Head>, HttpError
         Version::Http10 => !close && head.header_has_token("connection", "keep-alive"),
     };
 
-    Ok(Parsed::Done(head, consumed))
+    Ok(Some((head, consumed)))
 }
 
 fn map_httparse_error(e: httparse::Error) -> HttpError {
@@ -969,6 +1076,190 @@ mod tests {
             }
             if let Ok(Parsed::Done(_, n)) = parse(&buf) {
                 assert!(n <= buf.len());
+            }
+        }
+    }
+
+    /// Feeds `buf` to a fresh `HeadParser` in the pieces `cuts` makes (a
+    /// growing buffer, as a connection sees it) and returns the first
+    /// answer that is not `Incomplete`, or `Incomplete`, with the bytes
+    /// given when it came.
+    fn incremental(buf: &[u8], cuts: &[usize], limits: &Limits) -> (String, usize) {
+        let mut p = HeadParser::default();
+        for &cut in cuts.iter().chain([&buf.len()]) {
+            match p.parse(&buf[..cut], limits) {
+                Ok(Parsed::Incomplete) => {}
+                other => return (format!("{other:?}"), cut),
+            }
+        }
+        (
+            format!("{:?}", Ok::<_, HttpError>(Parsed::<Head>::Incomplete)),
+            buf.len(),
+        )
+    }
+
+    /// Requests (some complete, some not, some malformed) for the
+    /// incremental parser to agree with `parse_head` on.
+    const SAMPLES: [&[u8]; 16] = [
+        b"GET /events?topic=a HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        b"POST /push HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
+        b"POST /push HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+        b"\r\nPOST /p?q HTTP/1.1\r\ncontent-length: 3, 3\r\nX: \xc3\xa9\r\n\r\nabc",
+        b"\n\r\n\nGET / HTTP/1.1\nA: b\n\n",
+        b"GET / HTTP/1.1\r\nX: a\r\n\nrest",
+        b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"GET http://example.com/ HTTP/1.1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: \xff\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: h\r\n",
+    ];
+
+    /// Split anywhere, or fed one byte at a time, the incremental parser
+    /// gives `parse_head`'s answer for the whole buffer; and where
+    /// `parse_head` already answers on the bytes given, it does too (a
+    /// complete head is never left waiting).
+    #[test]
+    fn incremental_agrees_with_one_shot_at_every_split() {
+        let tight = Limits {
+            max_head_bytes: 40,
+            max_headers: 2,
+            max_body_bytes: 4,
+        };
+        let mut samples: Vec<Vec<u8>> = SAMPLES.iter().map(|s| s.to_vec()).collect();
+        let mut long = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..60 {
+            long.extend_from_slice(format!("X-{i}: {}\r\n", "v".repeat(i)).as_bytes());
+        }
+        long.extend_from_slice(b"\r\n");
+        samples.push(long);
+        for limits in [LIMITS, tight] {
+            for buf in &samples {
+                let whole = format!("{:?}", parse_head(buf, &limits));
+                let complete = !whole.starts_with("Ok(Incomplete");
+                for cut in 0..=buf.len() {
+                    let (got, at) = incremental(buf, &[cut], &limits);
+                    assert!(
+                        got == whole || (!complete && got.starts_with("Ok(Incomplete")),
+                        "{:?} cut at {cut}: {got} after {at} bytes, one-shot {whole}",
+                        String::from_utf8_lossy(buf)
+                    );
+                }
+                let every: Vec<usize> = (0..buf.len()).collect();
+                let (got, at) = incremental(buf, &every, &limits);
+                assert!(
+                    got == whole || (!complete && got.starts_with("Ok(Incomplete")),
+                    "{:?} byte by byte: {got} after {at} bytes, one-shot {whole}",
+                    String::from_utf8_lossy(buf)
+                );
+                // It answers as soon as parse_head answers for the bytes
+                // given, when that answer is a parsed head.
+                if let Ok(Parsed::Done(_, n)) = parse_head(buf, &limits) {
+                    assert_eq!(at, n, "{:?}", String::from_utf8_lossy(buf));
+                }
+            }
+        }
+    }
+
+    /// Garbage is refused as soon as it arrives, not when the head would
+    /// have ended: a TLS handshake, a NUL, a bad request line.
+    #[test]
+    fn incremental_refuses_garbage_early() {
+        for (buf, at) in [
+            (b"\x16\x03\x01\x02\x00".as_slice(), 1),
+            (b"GET / HTTP/1.1\r\nX: a\x00", 21),
+            (b"G(T / HTTP/1.1\r\n", 2),
+            (b"GET / HTTP/2.0\r\n", 16),
+            (b"GET / HTTP/1.1\r\nX: a\rb", 22),
+        ] {
+            let every: Vec<usize> = (0..buf.len()).collect();
+            let (got, n) = incremental(buf, &every, &LIMITS);
+            assert!(got.starts_with("Err(BadRequest"), "{buf:?}: {got}");
+            assert!(n <= at, "{buf:?}: refused after {n} bytes");
+        }
+    }
+
+    /// A head sent one byte per read runs httparse a logarithmic number of
+    /// times plus once per trigger, not once per byte: linear work.
+    #[test]
+    fn a_trickled_head_is_parsed_a_few_times_not_per_byte() {
+        let mut buf = b"POST /push HTTP/1.1\r\n".to_vec();
+        while buf.len() < 8000 {
+            buf.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        buf.extend_from_slice(b"\r\n");
+        let limits = Limits {
+            max_headers: 200,
+            ..LIMITS
+        };
+        let mut p = HeadParser::default();
+        for cut in 1..buf.len() {
+            assert!(matches!(p.parse(&buf[..cut], &limits), Ok(Parsed::Incomplete)));
+            // A call without new bytes does no work.
+            assert!(matches!(p.parse(&buf[..cut], &limits), Ok(Parsed::Incomplete)));
+        }
+        assert!(matches!(p.parse(&buf, &limits), Ok(Parsed::Done(_, n)) if n == buf.len()));
+        assert!(p.runs <= 16, "httparse ran {} times", p.runs);
+        assert_eq!(p.scanned, buf.len(), "every byte looked at once");
+    }
+
+    /// Over the head limit the answer is final (431) however the bytes came,
+    /// and no byte past the limit is looked at.
+    #[test]
+    fn incremental_head_over_limit() {
+        let limits = Limits {
+            max_head_bytes: 64,
+            ..LIMITS
+        };
+        let endless = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 200]].concat();
+        let mut p = HeadParser::default();
+        for cut in 0..=64 {
+            assert!(matches!(
+                p.parse(&endless[..cut], &limits),
+                Ok(Parsed::Incomplete)
+            ));
+        }
+        assert_eq!(
+            p.parse(&endless[..65], &limits).err(),
+            Some(HttpError::HeadersTooLarge)
+        );
+        let mut p = HeadParser::default();
+        assert_eq!(p.parse(&endless, &limits).err(), Some(HttpError::HeadersTooLarge));
+        assert!(p.scanned <= 64);
+    }
+
+    /// A control byte makes the incremental parser run httparse at once;
+    /// that is only worth it, and only bounded, because httparse refuses
+    /// one anywhere in a head: each such run is the last.
+    #[test]
+    fn a_control_byte_is_refused_wherever_it_stands() {
+        let controls = (0u8..0x20)
+            .chain([0x7f])
+            .filter(|b| !matches!(b, b'\t' | b'\r' | b'\n'));
+        for c in controls {
+            for (before, after) in [
+                ("", " / HTTP/1.1\r\n\r\n"),
+                ("G", "T / HTTP/1.1\r\n\r\n"),
+                ("GET /", " HTTP/1.1\r\n\r\n"),
+                ("GET /a", "b HTTP/1.1\r\n\r\n"),
+                ("GET / HTTP/1.", "\r\n\r\n"),
+                ("GET / HTTP/1.1\r\n", "X: a\r\n\r\n"),
+                ("GET / HTTP/1.1\r\nX", ": a\r\n\r\n"),
+                ("GET / HTTP/1.1\r\nX: ", "a\r\n\r\n"),
+                ("GET / HTTP/1.1\r\nX: a", "\r\n\r\n"),
+                ("\r\n", "GET / HTTP/1.1\r\n\r\n"),
+            ] {
+                let buf = [before.as_bytes(), &[c], after.as_bytes()].concat();
+                let prefix = &buf[..before.len() + 1];
+                assert!(
+                    parse_head(prefix, &LIMITS).is_err() && parse_head(&buf, &LIMITS).is_err(),
+                    "{:?}",
+                    String::from_utf8_lossy(&buf)
+                );
             }
         }
     }

@@ -23,6 +23,7 @@ mod http_curl;
 mod http_errors;
 mod http_expect_continue;
 mod http_half_close;
+mod http_hostile;
 mod http_keepalive_pipelining;
 mod http_timeouts;
 mod limits;
