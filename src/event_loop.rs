@@ -37,6 +37,7 @@ use crate::config::{Config, BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH
 use crate::conn::{self, Conn, Http, Next, ReadStatus, Ready, State, Stream, Ws, WsPhase, CLOSE_GRACE};
 use crate::http::request::{Head, Limits, Version};
 use crate::http::response::{Response, CONTINUE};
+use crate::log::Refusal as Refused;
 use crate::metrics::{Gauges, Metrics, RedisGauges};
 use crate::push::{self, Endpoint, Payload, PushRequest};
 use crate::redis::{self, Redis};
@@ -152,6 +153,14 @@ enum Route {
     Push(Endpoint),
     Health,
     Metrics,
+}
+
+/// The peer of a WebSocket for a log line (looked up only when one is written).
+fn peer_of(stream: &Stream) -> String {
+    stream
+        .tcp
+        .peer_addr()
+        .map_or_else(|_| "an unknown peer".into(), |a| a.to_string())
 }
 
 fn would_block(e: &tungstenite::Error) -> bool {
@@ -710,13 +719,23 @@ impl Loop {
         let req = Request::new(head, peer);
         match self.core.hooks.push.check(&req) {
             Verdict::Allow => Ok(route),
-            Verdict::Unauthorized => {
+            Verdict::Unauthorized(why) => {
                 self.core.metrics.auth_failures += 1;
-                Err(Response::error(401, "unauthorized", json).with_header("WWW-Authenticate", "Bearer"))
+                refusal!(
+                    Refused::Push,
+                    "{} {path} from {peer} refused (401): {why}",
+                    head.method
+                );
+                Err(Response::error(401, why, json).with_header("WWW-Authenticate", "Bearer"))
             }
-            Verdict::Forbidden => {
+            Verdict::Forbidden(why) => {
                 self.core.metrics.auth_failures += 1;
-                Err(Response::error(403, auth::FORBIDDEN_BODY, json))
+                refusal!(
+                    Refused::Push,
+                    "{} {path} from {peer} refused (403): {why}",
+                    head.method
+                );
+                Err(Response::error(403, why, json))
             }
         }
     }
@@ -728,7 +747,7 @@ impl Loop {
             Err(resp) => return Outcome::Respond(resp),
         };
         let resp = match route {
-            Route::Upgrade => return self.check_upgrade(head, json),
+            Route::Upgrade => return self.check_upgrade(head, peer, json),
             Route::Static(i) => static_files::respond(&self.core.statics[i], head),
             Route::Health if self.redis.as_ref().is_some_and(|r| !r.is_up()) => {
                 self.redis_unavailable(json, now)
@@ -775,7 +794,7 @@ impl Loop {
         Outcome::Respond(resp)
     }
 
-    fn check_upgrade(&mut self, head: &Head, json: bool) -> Outcome {
+    fn check_upgrade(&mut self, head: &Head, peer: SocketAddr, json: bool) -> Outcome {
         let resp = match ws::check_upgrade(head) {
             Err(Refusal::BadRequest(reason)) => Response::error(400, reason, json),
             Err(Refusal::Method) => method_not_allowed("GET", json),
@@ -785,12 +804,22 @@ impl Loop {
                 if !auth::origin_allowed(self.core.cfg.allowed_origins.as_deref(), head.header("Origin")) =>
             {
                 self.core.metrics.auth_failures += 1;
+                refusal!(
+                    Refused::Origin,
+                    "websocket from {peer} refused (403): origin {:?} is not in --allowed-origins",
+                    head.header("Origin").unwrap_or_default()
+                );
                 Response::error(403, "origin not allowed", json)
             }
             Ok(_) if self.core.shutting_down => {
                 Response::error(503, "server shutting down", json).with_header("Retry-After", "5")
             }
             Ok(_) if self.core.metrics.connections as usize >= self.core.cfg.max_connections => {
+                refusal!(
+                    Refused::Limit,
+                    "websocket from {peer} refused (503): --max-connections {} reached",
+                    self.core.cfg.max_connections
+                );
                 Response::error(503, "too many connections", json).with_header("Retry-After", "1")
             }
             Ok(accept) => {
@@ -1044,11 +1073,12 @@ impl Core {
         };
         let result = match cmd.action {
             Action::Register { token, event } => match self.hooks.auth.user_for(&token) {
-                None => {
+                Err(why) => {
                     self.metrics.auth_failures += 1;
-                    Err((close::TOKEN_REJECTED, "token rejected"))
+                    refusal!(Refused::Token, "token from {} rejected: {why}", peer_of(stream));
+                    Err((close::TOKEN_REJECTED, why.reason()))
                 }
-                Some(user) => match self.binder.bind(id, &user, &event, self.cfg.max_events) {
+                Ok(user) => match self.binder.bind(id, &user, &event, self.cfg.max_events) {
                     Ok(()) => {
                         ws.register_by = None;
                         Ok(())

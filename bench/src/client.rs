@@ -264,7 +264,7 @@ impl HttpConn {
         self.req.clear();
         write!(
             self.req,
-            "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .expect("write to a Vec");

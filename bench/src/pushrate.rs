@@ -130,7 +130,7 @@ impl Pusher {
         self.out_pos = 0;
         write!(
             self.out,
-            "POST /push HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /push HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .expect("write to a Vec");

@@ -49,14 +49,20 @@ fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
 
+/// The 401 bodies (SPEC §4: they say whether the key was missing,
+/// malformed or wrong, and never show it).
+const MISSING: &str = "push key missing: send Authorization: Bearer <key>";
+const MALFORMED: &str = "push key malformed: Authorization must be \"Bearer <key>\"";
+const WRONG: &str = "push key wrong: the Bearer key does not match the server's";
+
 #[track_caller]
-fn assert_401(r: &HttpResponse, what: &str) {
+fn assert_401(r: &HttpResponse, what: &str, body: &str) {
     assert_eq!(r.status, 401, "{what}: {r:?}");
     let challenge = r
         .header("WWW-Authenticate")
         .unwrap_or_else(|| panic!("{what}: no challenge {r:?}"));
     assert!(challenge.contains("Bearer"), "{what}: {challenge:?}");
-    assert_eq!(r.body, "unauthorized", "{what}");
+    assert_eq!(r.body, body, "{what}");
 }
 
 /// Every way of not presenting the key gets 401 on every guarded endpoint;
@@ -69,28 +75,34 @@ fn check_guard(addr: SocketAddr, key: &str) {
     let other_case = bearer(&key.to_uppercase());
     let token_scheme = format!("Token {key}");
     let bare: &str = key;
-    let wrong: &[(&str, Vec<(&str, &str)>)] = &[
-        ("no Authorization", vec![]),
-        ("wrong key", vec![("Authorization", "Bearer wrong")]),
-        ("empty bearer", vec![("Authorization", "Bearer")]),
-        ("empty bearer with space", vec![("Authorization", "Bearer ")]),
-        ("key prefix", vec![("Authorization", &prefix)]),
-        ("key plus a byte", vec![("Authorization", &longer)]),
-        ("key in another case", vec![("Authorization", &other_case)]),
-        ("Basic user:key", vec![("Authorization", &basic_pair)]),
-        ("Basic key", vec![("Authorization", &basic_key)]),
-        ("Token scheme", vec![("Authorization", &token_scheme)]),
-        ("bare key", vec![("Authorization", bare)]),
+    let wrong: &[(&str, Vec<(&str, &str)>, &str)] = &[
+        ("no Authorization", vec![], MISSING),
+        ("wrong key", vec![("Authorization", "Bearer wrong")], WRONG),
+        ("empty bearer", vec![("Authorization", "Bearer")], MALFORMED),
+        (
+            "empty bearer with space",
+            vec![("Authorization", "Bearer ")],
+            MALFORMED,
+        ),
+        ("key prefix", vec![("Authorization", &prefix)], WRONG),
+        ("key plus a byte", vec![("Authorization", &longer)], WRONG),
+        ("key in another case", vec![("Authorization", &other_case)], WRONG),
+        ("Basic user:key", vec![("Authorization", &basic_pair)], MALFORMED),
+        ("Basic key", vec![("Authorization", &basic_key)], MALFORMED),
+        ("Token scheme", vec![("Authorization", &token_scheme)], MALFORMED),
+        ("bare key", vec![("Authorization", bare)], MALFORMED),
         (
             "key in another header",
             vec![("X-Push-Key", bare), ("X-Api-Key", bare)],
+            MISSING,
         ),
-        ("key as a cookie", vec![("Cookie", bare)]),
+        ("key as a cookie", vec![("Cookie", bare)], MISSING),
     ];
     for (method, path, body) in GUARDED {
-        for (what, headers) in wrong {
+        for (what, headers, why) in wrong {
             let r = request(addr, method, path, body, headers);
-            assert_401(&r, &format!("{method} {path}, {what}"));
+            assert_401(&r, &format!("{method} {path}, {what}"), why);
+            assert!(!r.body.contains(key), "{what}: the body shows the key");
         }
         // The key in the query string does not count either.
         let r = request(
@@ -100,7 +112,7 @@ fn check_guard(addr: SocketAddr, key: &str) {
             body,
             &[],
         );
-        assert_401(&r, &format!("{method} {path}, key in the query"));
+        assert_401(&r, &format!("{method} {path}, key in the query"), MISSING);
 
         let ok = request(addr, method, path, body, &[("Authorization", &bearer(key))]);
         assert_eq!(ok.status, 200, "{method} {path} with the key: {ok:?}");
@@ -164,7 +176,7 @@ fn json_errors_with_accept_json() {
             "{r:?}"
         );
         let v: Value = serde_json::from_str(&r.body).expect("JSON error body");
-        assert_eq!(v, json!({"error": "unauthorized"}), "{path}");
+        assert_eq!(v, json!({"error": WRONG}), "{path}");
     }
     let r = request(
         s.addr,
@@ -221,7 +233,7 @@ fn credentials_can_follow_a_401_on_the_same_connection() {
         body.len()
     );
     w.write_all(format!("{head}\r\n{body}").as_bytes()).unwrap();
-    assert_401(&read_response(&mut r), "first try");
+    assert_401(&read_response(&mut r), "first try", MISSING);
     w.write_all(format!("{head}Authorization: Bearer {KEY}\r\n\r\n{body}").as_bytes())
         .unwrap();
     let resp = read_response(&mut r);
