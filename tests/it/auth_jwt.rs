@@ -599,12 +599,11 @@ fn wspush_token_ttl_takes_the_shared_duration_syntax() {
 #[test]
 fn a_secret_file_without_a_secret_is_refused() {
     let file = TempFile::new("blank", "\n  \n");
-    let out = command(env!("CARGO_BIN_EXE_wspush"))
-        .args(["--listen", "127.0.0.1:0", "--jwt-secret-file", file.path()])
-        .output()
-        .expect("run wspush");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = crate::binary_cli::run_to_exit(
+        &["--listen", "127.0.0.1:0", "--jwt-secret-file", file.path()],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains(&format!("--jwt-secret-file {} holds no secret", file.path())),
         "{err}"

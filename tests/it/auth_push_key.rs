@@ -75,7 +75,9 @@ fn check_guard(addr: SocketAddr, key: &str) {
     let other_case = bearer(&key.to_uppercase());
     let token_scheme = format!("Token {key}");
     let bare: &str = key;
-    let wrong: &[(&str, Vec<(&str, &str)>, &str)] = &[
+    /// What is wrong, the headers sent, the 401 body expected.
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let wrong: &[Case] = &[
         ("no Authorization", vec![], MISSING),
         ("wrong key", vec![("Authorization", "Bearer wrong")], WRONG),
         ("empty bearer", vec![("Authorization", "Bearer")], MALFORMED),
@@ -244,16 +246,22 @@ fn credentials_can_follow_a_401_on_the_same_connection() {
 }
 
 /// The binary with stdout and stderr piped; stderr collected by a thread.
-struct Piped {
-    addr: SocketAddr,
+/// Shared with the other `auth_*` tests that read the log.
+pub(crate) struct Piped {
+    pub(crate) addr: SocketAddr,
     child: Child,
     stderr: Option<JoinHandle<String>>,
 }
 
 impl Piped {
-    fn start(args: &[&str]) -> Piped {
+    pub(crate) fn start(args: &[&str]) -> Piped {
+        Piped::start_env(args, &[])
+    }
+
+    pub(crate) fn start_env(args: &[&str], envs: &[(&str, &str)]) -> Piped {
         let mut child = command(env!("CARGO_BIN_EXE_wspush"))
             .args(args)
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -274,12 +282,17 @@ impl Piped {
     }
 
     /// Where to connect: the loopback address when bound to 0.0.0.0.
-    fn loopback(&self) -> SocketAddr {
+    pub(crate) fn loopback(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.addr.port()))
     }
 
     /// SIGTERM (so shutdown logging happens too), wait, and all of stderr.
-    fn finish(mut self) -> String {
+    pub(crate) fn finish(self) -> String {
+        self.finish_status().1
+    }
+
+    /// As `finish`, with the exit status.
+    pub(crate) fn finish_status(mut self) -> (std::process::ExitStatus, String) {
         let _ = command("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -291,8 +304,8 @@ impl Piped {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = self.child.wait();
-        self.stderr.take().unwrap().join().expect("stderr reader")
+        let status = self.child.wait().expect("wait");
+        (status, self.stderr.take().unwrap().join().expect("stderr reader"))
     }
 }
 
