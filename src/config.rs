@@ -299,6 +299,11 @@ fn check_duration(d: Duration) -> Result<(), String> {
     Ok(())
 }
 
+/// The name duration flags used before units were accepted; the same parser.
+pub fn parse_secs(v: &str) -> Result<Duration, String> {
+    parse_duration(v)
+}
+
 /// A duration as every flag, environment variable and `wspush token --ttl`
 /// take it: plain seconds (`30`, `0.5`) or a number with a unit (`500ms`,
 /// `30s`, `5m`, `1h`, `1d`); zero, or 1 ms to one year.
@@ -576,8 +581,10 @@ pub fn help() -> String {
         "\nEndpoints: GET <ws-path> (WebSocket), POST <push-path>, POST /broadcast,\n\
          POST /drop, GET /healthz, GET /metrics; the demo page at / and the browser\n\
          client at /wspush.js. Without --push-key, /push, /broadcast, /drop and\n\
-         /metrics answer loopback clients only; with it they need\n\
-         Authorization: Bearer KEY from anywhere. SIGHUP re-reads --auth-tokens.\n\
+         /metrics answer loopback clients only, and refuse what a browser or a proxy\n\
+         sends (Origin, Sec-Fetch-Site, X-Forwarded-For, Forwarded, a Host that is not\n\
+         localhost or a loopback address); with it they need Authorization: Bearer KEY\n\
+         from anywhere. SIGHUP re-reads --auth-tokens.\n\
          Durations (SECS) are seconds (30, 0.5) or take a unit (500ms, 30s, 5m, 1h, 1d):\n\
          0 where it turns a timeout off, else 1ms to one year. Byte limits are at most\n\
          1073741824 (1 GiB); --max-connections at most 10000000, --max-events 100000.\n\

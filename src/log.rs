@@ -25,6 +25,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
@@ -124,7 +125,15 @@ fn start_writer() {
 }
 
 fn writer() {
+    // A descriptor of its own: blocked in `write` on a full pipe, the
+    // writer must not hold std's stderr lock, or `main`'s last words at
+    // exit would wait behind it.
+    let mut out: Box<dyn Write> = match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::fs::File::from(fd)),
+        Err(_) => Box::new(std::io::stderr()),
+    };
     let mut batch = VecDeque::new();
+    let mut text = String::new();
     loop {
         let dropped = {
             let mut q = lock();
@@ -137,18 +146,19 @@ fn writer() {
             std::mem::swap(&mut q.lines, &mut batch);
             std::mem::take(&mut q.dropped)
         };
-        let mut err = std::io::stderr().lock();
-        for line in batch.drain(..) {
-            // Nowhere to report a failed log write; the server goes on.
-            let _ = err.write_all(line.as_bytes());
-        }
+        text.clear();
+        text.extend(batch.drain(..));
         if dropped > 0 {
-            let _ = writeln!(
-                err,
-                "wspush warn: {dropped} log lines dropped: stderr was not keeping up"
-            );
+            text.push_str(&format!(
+                "wspush warn: {dropped} log lines dropped: stderr was not keeping up\n"
+            ));
         }
-        let _ = err.flush();
+        // Nowhere to report a failed log write; the server goes on.
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+        if text.capacity() > 1 << 20 {
+            text = String::new();
+        }
     }
 }
 
