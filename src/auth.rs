@@ -3,12 +3,17 @@
 //!
 //! Connection auth has three modes — the seed's userId = token (or any
 //! library closure), a token file, HS256 JWT — behind one `user_for` call;
-//! push auth is loopback-only, a bearer key, or a library closure.
+//! push auth is loopback-only, a bearer key, or a library closure. Every
+//! refusal carries the reason the client is told, so a user debugging a
+//! 4401 or a 401 does not have to guess.
 
-use crate::http::request::Head;
-use crate::{jwt, token_file};
+use crate::http::request::{Head, Version};
+use crate::jwt::{self, JwtError};
+use crate::token_file;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use subtle::ConstantTimeEq;
 
@@ -32,25 +37,76 @@ pub enum ConnAuth {
         path: PathBuf,
         table: HashMap<String, String>,
     },
-    /// `--jwt-secret`: an HS256 JWT whose `sub` is the userId.
-    Jwt { secret: Vec<u8> },
+    /// `--jwt-secret` and/or `--jwt-secret-file`: an HS256 JWT whose `sub`
+    /// is the userId, signed with any of `secrets` (rotation).
+    Jwt { secrets: Vec<Vec<u8>> },
+}
+
+/// Why a token was refused; `reason()` is what the client is told (the
+/// 4401 close reason, or the error of a reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not in the token file, or the library hook (or the default) said no.
+    Unknown,
+    Malformed,
+    /// A JWT whose header does not say HS256 (`none`, RS256, ...).
+    Algorithm,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    /// A correctly signed JWT without a usable `sub`.
+    NoSubject,
+}
+
+impl Rejection {
+    /// The text sent to the client.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Rejection::Unknown => "unknown token",
+            Rejection::Malformed | Rejection::Algorithm => "malformed token",
+            Rejection::BadSignature => "bad token signature",
+            Rejection::Expired => "token expired",
+            Rejection::NotYetValid => "token not valid yet",
+            Rejection::NoSubject => "token has no sub",
+        }
+    }
+}
+
+/// For the log, a little more than the client is told.
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::Algorithm => f.write_str("malformed token (alg is not HS256)"),
+            other => f.write_str(other.reason()),
+        }
+    }
+}
+
+impl From<JwtError> for Rejection {
+    fn from(e: JwtError) -> Rejection {
+        match e {
+            JwtError::Malformed => Rejection::Malformed,
+            JwtError::Algorithm => Rejection::Algorithm,
+            JwtError::Signature => Rejection::BadSignature,
+            JwtError::Expired => Rejection::Expired,
+            JwtError::NotYetValid => Rejection::NotYetValid,
+            JwtError::MissingSubject => Rejection::NoSubject,
+        }
+    }
 }
 
 impl ConnAuth {
-    /// The userId for `token`, or `None` when it is rejected.
-    pub fn user_for(&mut self, token: &str) -> Option<String> {
+    /// The userId for `token`, or why it is rejected.
+    pub fn user_for(&mut self, token: &str) -> Result<String, Rejection> {
         let user = match self {
-            ConnAuth::Hook(f) => f(token),
-            ConnAuth::TokenFile { table, .. } => table.get(token).cloned(),
-            ConnAuth::Jwt { secret } => match jwt::verify(token, secret, jwt::unix_now()) {
-                Ok(sub) => Some(sub),
-                Err(e) => {
-                    debug!("JWT rejected: {e}");
-                    None
-                }
-            },
+            ConnAuth::Hook(f) => f(token).ok_or(Rejection::Unknown)?,
+            ConnAuth::TokenFile { table, .. } => table.get(token).cloned().ok_or(Rejection::Unknown)?,
+            ConnAuth::Jwt { secrets } => jwt::verify_any(token, secrets, jwt::unix_now())?,
         };
-        user.filter(|u| !u.is_empty())
+        if user.is_empty() {
+            return Err(Rejection::Unknown);
+        }
+        Ok(user)
     }
 
     /// SIGHUP: re-reads the token file. A file that cannot be read or
@@ -99,50 +155,169 @@ impl<'a> Request<'a> {
 
 /// Who may use `/push`, `/broadcast`, `/drop` and `/metrics`.
 pub enum PushGuard {
-    /// No key set: loopback peers only.
+    /// No key set: loopback peers only, and only requests no browser or
+    /// proxy could have sent on someone else's behalf (see [`local_refusal`]).
     LoopbackOnly,
-    /// `--push-key`: `Authorization: Bearer <key>` from anywhere.
-    Key(Vec<u8>),
+    /// `--push-key`: `Authorization: Bearer <key>` from anywhere. Holds
+    /// the key's SHA-256, see [`PushGuard::key`].
+    Key([u8; 32]),
     /// The library's closure.
     Hook(PushAuth),
 }
 
-/// The outcome of push auth, mapped to a status by the loop.
+/// The outcome of push auth, mapped to a status by the loop; the text is
+/// the one-line body that says why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Allow,
     /// 401 with `WWW-Authenticate`: credentials missing or wrong.
-    Unauthorized,
-    /// 403: no credentials can help (no key set, peer not on loopback).
-    Forbidden,
+    Unauthorized(&'static str),
+    /// 403: no credentials can help (no key set, and the request is not
+    /// a local one).
+    Forbidden(&'static str),
 }
+
+/// 401 bodies. None of them says anything about the key itself.
+pub const KEY_MISSING: &str = "push key missing: send Authorization: Bearer <key>";
+pub const KEY_MALFORMED: &str = "push key malformed: Authorization must be \"Bearer <key>\"";
+pub const KEY_WRONG: &str = "push key wrong: the Bearer key does not match the server's";
+pub const HOOK_REFUSED: &str = "unauthorized: the server's push-auth hook refused this request";
+
+/// The 403 body for a peer that is not on this host: it tells the operator
+/// how to open the endpoints up.
+pub const FORBIDDEN_BODY: &str =
+    "push endpoints answer loopback clients only; set a push key (--push-key) to allow remote pushes";
+/// 403 bodies for local requests that a browser or a proxy may have sent
+/// on someone else's behalf.
+pub const FROM_WEB_PAGE: &str =
+    "push refused: requests from web pages (Origin) are not accepted without a push key";
+pub const FROM_FETCH: &str =
+    "push refused: requests from web pages (Sec-Fetch-Site) are not accepted without a push key";
+pub const FORWARDED: &str =
+    "push refused: forwarded requests (X-Forwarded-For, Forwarded) are not accepted without a push key";
+pub const NOT_LOCAL_HOST: &str =
+    "push refused: Host must be localhost or a loopback address without a push key";
 
 /// True for 127.0.0.0/8 and ::1, also when written as an IPv4-mapped IPv6 address.
 pub fn is_loopback(peer: &SocketAddr) -> bool {
     peer.ip().to_canonical().is_loopback()
 }
 
+/// A `Host` value naming this machine: `localhost`, 127.0.0.0/8 or `[::1]`,
+/// with or without a port. Anything else — a DNS name that resolves to
+/// 127.0.0.1 included — is what a DNS-rebinding page would send.
+fn is_local_host(host: &str) -> bool {
+    let (name, port, bracketed) = if let Some(rest) = host.strip_prefix('[') {
+        let Some((inner, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return false,
+            },
+        };
+        (inner, port, true)
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (name, Some(port), false),
+            None => (host, None, false),
+        }
+    };
+    if port.is_some_and(|p| !p.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
+    if bracketed {
+        name.parse::<Ipv6Addr>()
+            .is_ok_and(|ip| IpAddr::V6(ip).to_canonical().is_loopback())
+    } else {
+        name.eq_ignore_ascii_case("localhost") || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// Loopback-only mode trusts the peer address, which a browser on this
+/// machine (any page the user visits can POST to localhost), a DNS
+/// rebinding page, or a local reverse proxy would all satisfy on someone
+/// else's behalf. Each leaves a mark a local script does not: `Origin` or
+/// `Sec-Fetch-Site`, a forwarding header, or a `Host` that is not this
+/// machine's. The reason, if the request carries one.
+pub fn local_refusal(head: &Head) -> Option<&'static str> {
+    if head.header("Origin").is_some() {
+        return Some(FROM_WEB_PAGE);
+    }
+    if head
+        .values("Sec-Fetch-Site")
+        .any(|v| !v.eq_ignore_ascii_case("none"))
+    {
+        return Some(FROM_FETCH);
+    }
+    if head.header("X-Forwarded-For").is_some() || head.header("Forwarded").is_some() {
+        return Some(FORWARDED);
+    }
+    let mut hosts = head.values("Host").peekable();
+    if hosts.peek().is_none() {
+        // HTTP/1.0 has no Host; HTTP/1.1 requires it (RFC 9112 §3.2).
+        return (head.version != Version::Http10).then_some(NOT_LOCAL_HOST);
+    }
+    if !hosts.all(is_local_host) {
+        return Some(NOT_LOCAL_HOST);
+    }
+    None
+}
+
+/// How `Authorization` presents a bearer key.
+enum Presented<'a> {
+    Missing,
+    Malformed,
+    Bearer(&'a str),
+}
+
 /// The credentials of `Authorization: Bearer <token>` (scheme case-insensitive).
-fn bearer(header: Option<&str>) -> Option<&str> {
-    let (scheme, rest) = header?.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+fn bearer(header: Option<&str>) -> Presented<'_> {
+    let Some(value) = header else {
+        return Presented::Missing;
+    };
+    match value.trim().split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() => {
+            Presented::Bearer(rest.trim())
+        }
+        _ => Presented::Malformed,
+    }
 }
 
 impl PushGuard {
+    /// A key guard. Only the key's SHA-256 is kept and compared: digests
+    /// have one length, so the comparison takes the same time whatever the
+    /// length of the key a client guesses, and `ct_eq` makes it constant
+    /// in how much of the digest matched.
+    pub fn key(key: &[u8]) -> PushGuard {
+        PushGuard::Key(Sha256::digest(key).into())
+    }
+
     pub fn check(&mut self, req: &Request<'_>) -> Verdict {
-        let allowed = match self {
-            PushGuard::LoopbackOnly if is_loopback(&req.peer) => true,
-            PushGuard::LoopbackOnly => return Verdict::Forbidden,
-            // Constant time, so response timing does not reveal how much
-            // of a guessed key was right.
-            PushGuard::Key(key) => bearer(req.header("Authorization"))
-                .is_some_and(|given| bool::from(given.as_bytes().ct_eq(key))),
-            PushGuard::Hook(f) => f(req),
-        };
-        if allowed {
-            Verdict::Allow
-        } else {
-            Verdict::Unauthorized
+        match self {
+            PushGuard::LoopbackOnly if !is_loopback(&req.peer) => Verdict::Forbidden(FORBIDDEN_BODY),
+            PushGuard::LoopbackOnly => match local_refusal(req.head) {
+                Some(why) => Verdict::Forbidden(why),
+                None => Verdict::Allow,
+            },
+            PushGuard::Key(want) => match bearer(req.header("Authorization")) {
+                Presented::Missing => Verdict::Unauthorized(KEY_MISSING),
+                Presented::Malformed => Verdict::Unauthorized(KEY_MALFORMED),
+                Presented::Bearer(given) => {
+                    let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+                    if bool::from(given.ct_eq(want)) {
+                        Verdict::Allow
+                    } else {
+                        Verdict::Unauthorized(KEY_WRONG)
+                    }
+                }
+            },
+            PushGuard::Hook(f) => match f(req) {
+                true => Verdict::Allow,
+                false => Verdict::Unauthorized(HOOK_REFUSED),
+            },
         }
     }
 }
@@ -160,25 +335,37 @@ pub fn origin_allowed(allowed: Option<&[String]>, origin: Option<&str>) -> bool 
     }
 }
 
-/// The 403 body: it tells the operator how to open the endpoints up.
-pub const FORBIDDEN_BODY: &str =
-    "push endpoints answer loopback clients only; set a push key (--push-key) to allow remote pushes";
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::http::request::{parse_head, Limits, Parsed};
 
-    fn head() -> Head {
+    fn parse(raw: &str) -> Head {
         let limits = Limits {
-            max_head_bytes: 1024,
-            max_headers: 8,
+            max_head_bytes: 4096,
+            max_headers: 16,
             max_body_bytes: 8,
         };
-        match parse_head(b"POST /push HTTP/1.1\r\nAuthorization: Bearer k\r\n\r\n", &limits) {
+        match parse_head(raw.as_bytes(), &limits) {
             Ok(Parsed::Done(h, _)) => h,
-            _ => panic!("did not parse"),
+            _ => panic!("did not parse: {raw:?}"),
         }
+    }
+
+    fn head() -> Head {
+        parse("POST /push HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer k\r\n\r\n")
+    }
+
+    fn head_with(header: &str) -> Head {
+        parse(&format!(
+            "POST /push HTTP/1.1\r\nHost: localhost\r\n{header}\r\n\r\n"
+        ))
+    }
+
+    const LOCAL: &str = "127.0.0.1:1";
+
+    fn check(guard: &mut PushGuard, head: &Head, peer: &str) -> Verdict {
+        guard.check(&Request::new(head, peer.parse().unwrap()))
     }
 
     #[test]
@@ -189,12 +376,112 @@ mod tests {
             ("127.9.8.7:1", Verdict::Allow),
             ("[::1]:1", Verdict::Allow),
             ("[::ffff:127.0.0.1]:1", Verdict::Allow),
-            ("10.0.0.1:1", Verdict::Forbidden),
-            ("[2001:db8::1]:1", Verdict::Forbidden),
+            ("10.0.0.1:1", Verdict::Forbidden(FORBIDDEN_BODY)),
+            ("[2001:db8::1]:1", Verdict::Forbidden(FORBIDDEN_BODY)),
         ] {
-            let req = Request::new(&h, addr.parse().unwrap());
-            assert_eq!(PushGuard::LoopbackOnly.check(&req), want, "{addr}");
+            assert_eq!(check(&mut PushGuard::LoopbackOnly, &h, addr), want, "{addr}");
         }
+    }
+
+    #[test]
+    fn local_requests_that_a_browser_or_proxy_sent_are_refused() {
+        for (header, want) in [
+            ("Origin: http://localhost:3000", FROM_WEB_PAGE),
+            ("Origin: null", FROM_WEB_PAGE),
+            ("origin: https://evil.example", FROM_WEB_PAGE),
+            ("Sec-Fetch-Site: cross-site", FROM_FETCH),
+            ("Sec-Fetch-Site: same-site", FROM_FETCH),
+            ("Sec-Fetch-Site: same-origin", FROM_FETCH),
+            ("X-Forwarded-For: 203.0.113.9", FORWARDED),
+            ("X-Forwarded-For: 127.0.0.1", FORWARDED),
+            ("Forwarded: for=203.0.113.9", FORWARDED),
+        ] {
+            let h = head_with(header);
+            assert_eq!(
+                check(&mut PushGuard::LoopbackOnly, &h, LOCAL),
+                Verdict::Forbidden(want),
+                "{header}"
+            );
+        }
+        // What curl and scripts send is fine.
+        for header in ["Sec-Fetch-Site: none", "User-Agent: curl/8.5.0", "Accept: */*"] {
+            let h = head_with(header);
+            assert_eq!(
+                check(&mut PushGuard::LoopbackOnly, &h, LOCAL),
+                Verdict::Allow,
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_must_name_this_machine() {
+        for host in [
+            "localhost",
+            "LocalHost:12345",
+            "localhost:",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.1.2.3:1",
+            "[::1]",
+            "[::1]:12345",
+        ] {
+            let h = parse(&format!("POST /push HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+            assert_eq!(
+                check(&mut PushGuard::LoopbackOnly, &h, LOCAL),
+                Verdict::Allow,
+                "{host}"
+            );
+        }
+        for host in [
+            "",
+            "x",
+            "evil.example",
+            "localhost.evil.example",
+            "evil.example:12345",
+            "127.0.0.1.nip.io",
+            "10.0.0.1:12345",
+            "0.0.0.0:12345",
+            "[::2]:1",
+            "[::1",
+            "[::1]x",
+            "::1",
+            "localhost:80:80",
+            "localhost:http",
+            "127.0.0.1:-1",
+        ] {
+            let h = parse(&format!("POST /push HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+            assert_eq!(
+                check(&mut PushGuard::LoopbackOnly, &h, LOCAL),
+                Verdict::Forbidden(NOT_LOCAL_HOST),
+                "{host:?}"
+            );
+        }
+        // Two Host headers: both must be local.
+        let h = parse("POST /push HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n");
+        assert_eq!(
+            check(&mut PushGuard::LoopbackOnly, &h, LOCAL),
+            Verdict::Forbidden(NOT_LOCAL_HOST)
+        );
+        // HTTP/1.1 requires Host; HTTP/1.0 has none.
+        let h = parse("POST /push HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            check(&mut PushGuard::LoopbackOnly, &h, LOCAL),
+            Verdict::Forbidden(NOT_LOCAL_HOST)
+        );
+        let h = parse("POST /push HTTP/1.0\r\n\r\n");
+        assert_eq!(check(&mut PushGuard::LoopbackOnly, &h, LOCAL), Verdict::Allow);
+    }
+
+    #[test]
+    fn a_key_or_a_hook_replaces_the_local_rule() {
+        let h = head_with(
+            "Origin: https://evil.example\r\nHost: evil.example\r\nX-Forwarded-For: 1.2.3.4\r\nAuthorization: Bearer k",
+        );
+        let mut hook = PushGuard::Hook(Box::new(|_: &Request<'_>| true));
+        assert_eq!(check(&mut hook, &h, "10.0.0.1:1"), Verdict::Allow);
+        let mut key = PushGuard::key(b"k");
+        assert_eq!(check(&mut key, &h, LOCAL), Verdict::Allow);
     }
 
     #[test]
@@ -203,11 +490,10 @@ mod tests {
         let mut hook = PushGuard::Hook(Box::new(|r: &Request<'_>| {
             r.header("authorization") == Some("Bearer k")
         }));
-        let remote = Request::new(&h, "10.0.0.1:1".parse().unwrap());
-        assert_eq!(hook.check(&remote), Verdict::Allow);
+        assert_eq!(check(&mut hook, &h, "10.0.0.1:1"), Verdict::Allow);
         let mut deny = PushGuard::Hook(Box::new(|_: &Request<'_>| false));
-        let local = Request::new(&h, "127.0.0.1:1".parse().unwrap());
-        assert_eq!(deny.check(&local), Verdict::Unauthorized);
+        assert_eq!(check(&mut deny, &h, LOCAL), Verdict::Unauthorized(HOOK_REFUSED));
+        let local = Request::new(&h, LOCAL.parse().unwrap());
         assert_eq!(local.method(), "POST");
         assert_eq!(local.path(), "/push");
     }
@@ -215,41 +501,35 @@ mod tests {
     #[test]
     fn default_token_auth() {
         let mut a = ConnAuth::Hook(token_is_user());
-        assert_eq!(a.user_for("aaa"), Some("aaa".to_string()));
-        assert_eq!(a.user_for(""), None);
-    }
-
-    fn head_with(auth: &str) -> Head {
-        let limits = Limits {
-            max_head_bytes: 1024,
-            max_headers: 8,
-            max_body_bytes: 8,
-        };
-        let req = format!("POST /push HTTP/1.1\r\nAuthorization: {auth}\r\n\r\n");
-        match parse_head(req.as_bytes(), &limits) {
-            Ok(Parsed::Done(h, _)) => h,
-            _ => panic!("did not parse"),
-        }
+        assert_eq!(a.user_for("aaa"), Ok("aaa".to_string()));
+        assert_eq!(a.user_for(""), Err(Rejection::Unknown));
+        let mut picky = ConnAuth::Hook(Box::new(|t: &str| t.strip_prefix("u-").map(str::to_string)));
+        assert_eq!(picky.user_for("x"), Err(Rejection::Unknown));
+        assert_eq!(picky.user_for("x").unwrap_err().reason(), "unknown token");
     }
 
     #[test]
     fn bearer_key() {
-        let mut g = PushGuard::Key(b"s3cret".to_vec());
-        let remote = "10.0.0.1:1".parse().unwrap();
+        let mut g = PushGuard::key(b"s3cret");
+        let remote = "10.0.0.1:1";
         for (auth, want) in [
             ("Bearer s3cret", Verdict::Allow),
             ("bearer  s3cret ", Verdict::Allow),
-            ("Bearer s3cre", Verdict::Unauthorized),
-            ("Bearer s3cret2", Verdict::Unauthorized),
-            ("Bearer", Verdict::Unauthorized),
-            ("Basic czNjcmV0", Verdict::Unauthorized),
-            ("s3cret", Verdict::Unauthorized),
+            ("Bearer s3cre", Verdict::Unauthorized(KEY_WRONG)),
+            ("Bearer s3cret2", Verdict::Unauthorized(KEY_WRONG)),
+            ("Bearer S3CRET", Verdict::Unauthorized(KEY_WRONG)),
+            ("Bearer", Verdict::Unauthorized(KEY_MALFORMED)),
+            ("Basic czNjcmV0", Verdict::Unauthorized(KEY_MALFORMED)),
+            ("s3cret", Verdict::Unauthorized(KEY_MALFORMED)),
         ] {
-            let h = head_with(auth);
-            assert_eq!(g.check(&Request::new(&h, remote)), want, "{auth:?}");
+            let h = head_with(&format!("Authorization: {auth}"));
+            assert_eq!(check(&mut g, &h, remote), want, "{auth:?}");
         }
-        let h = head();
-        assert_eq!(g.check(&Request::new(&h, remote)), Verdict::Unauthorized);
+        let h = parse("POST /push HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(check(&mut g, &h, remote), Verdict::Unauthorized(KEY_MISSING));
+        for body in [KEY_MISSING, KEY_MALFORMED, KEY_WRONG] {
+            assert!(!body.contains("s3cret"));
+        }
     }
 
     #[test]
@@ -278,28 +558,46 @@ mod tests {
             path: path.clone(),
             table,
         };
-        assert_eq!(a.user_for("t1"), Some("alice".into()));
-        assert_eq!(a.user_for("t2"), None);
+        assert_eq!(a.user_for("t1"), Ok("alice".into()));
+        assert_eq!(a.user_for("t2"), Err(Rejection::Unknown));
         std::fs::write(&path, "t2 bob\n").unwrap();
         a.reload();
-        assert_eq!(a.user_for("t1"), None);
-        assert_eq!(a.user_for("t2"), Some("bob".into()));
+        assert_eq!(a.user_for("t1"), Err(Rejection::Unknown));
+        assert_eq!(a.user_for("t2"), Ok("bob".into()));
         std::fs::write(&path, "broken line here\n").unwrap();
         a.reload();
         assert_eq!(
             a.user_for("t2"),
-            Some("bob".into()),
+            Ok("bob".into()),
             "a bad file keeps the old table"
         );
         std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
-    fn jwt_mode() {
-        let secret = b"k".to_vec();
-        let token = crate::jwt::sign("carol", &secret, crate::jwt::unix_now(), 60);
-        let mut a = ConnAuth::Jwt { secret };
-        assert_eq!(a.user_for(&token), Some("carol".into()));
-        assert_eq!(a.user_for("carol"), None);
+    fn jwt_mode_says_why() {
+        let now = crate::jwt::unix_now();
+        let token = crate::jwt::sign("carol", b"k", now, 60);
+        let mut a = ConnAuth::Jwt {
+            secrets: vec![b"k".to_vec()],
+        };
+        assert_eq!(a.user_for(&token), Ok("carol".into()));
+        for (token, want) in [
+            ("carol".to_string(), "malformed token"),
+            (
+                crate::jwt::sign("carol", b"other", now, 60),
+                "bad token signature",
+            ),
+            (crate::jwt::sign("carol", b"k", now - 3600, 60), "token expired"),
+        ] {
+            assert_eq!(
+                a.user_for(&token).map_err(Rejection::reason),
+                Err(want),
+                "{token}"
+            );
+        }
+        assert_eq!(Rejection::NotYetValid.reason(), "token not valid yet");
+        assert_eq!(Rejection::Algorithm.reason(), "malformed token");
+        assert!(Rejection::Algorithm.to_string().contains("HS256"));
     }
 }

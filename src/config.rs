@@ -63,10 +63,17 @@ pub struct Config {
     pub log_level: Level,
     /// Bearer key for the push endpoints; none = loopback clients only.
     pub push_key: Option<Secret>,
+    /// The file `push_key` was read from (`--push-key-file`), so an error
+    /// can name it.
+    pub push_key_file: Option<PathBuf>,
     /// `token userId` table for connection auth (re-read on SIGHUP).
     pub auth_tokens: Option<PathBuf>,
-    /// HS256 secret for JWT connection auth (`sub` = userId).
+    /// HS256 secret for JWT connection auth (`sub` = userId); verifies,
+    /// and is the one `wspush token` mints with.
     pub jwt_secret: Option<Secret>,
+    /// A file of HS256 secrets, one per line (blank lines ignored), read
+    /// at bind; each verifies. Combines with `jwt_secret` (rotation).
+    pub jwt_secret_file: Option<PathBuf>,
     /// Origins allowed to open a WebSocket; none = any.
     pub allowed_origins: Option<Vec<String>>,
     /// Serve the demo page at `/` and the browser client at `/wspush.js`.
@@ -97,8 +104,10 @@ impl Default for Config {
             request_timeout: Duration::from_secs(10),
             log_level: Level::Info,
             push_key: None,
+            push_key_file: None,
             auth_tokens: None,
             jwt_secret: None,
+            jwt_secret_file: None,
             allowed_origins: None,
             demo: true,
             redis: None,
@@ -113,6 +122,19 @@ pub const BROADCAST_PATH: &str = "/broadcast";
 pub const DROP_PATH: &str = "/drop";
 pub const HEALTH_PATH: &str = "/healthz";
 pub const METRICS_PATH: &str = "/metrics";
+
+/// The largest byte limit accepted (1 GiB): far above any sane message,
+/// body or backlog, and low enough that no arithmetic on it overflows.
+pub const MAX_BYTES: usize = 1 << 30;
+/// The longest duration accepted (one year); anything longer is a typo,
+/// and `Instant + it` must never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The shortest non-zero duration accepted: below it a timer would spin.
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
+/// More than this many connections is beyond any machine's descriptors.
+pub const MAX_CONNECTIONS: usize = 10_000_000;
+/// Events per connection beyond this is a typo, not a plan.
+pub const MAX_EVENTS: usize = 100_000;
 
 /// A setting that could not be used, named the way the user wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,41 +169,53 @@ impl Config {
                 return err(format!("path {path} is already used by a built-in endpoint"));
             }
         }
-        if self.max_connections == 0 {
-            return err("--max-connections must be at least 1".into());
+        for (name, value, min, max) in [
+            ("max-connections", self.max_connections, 1, MAX_CONNECTIONS),
+            (
+                "max-http-connections",
+                self.max_http_connections,
+                1,
+                MAX_CONNECTIONS,
+            ),
+            ("max-message-bytes", self.max_message_bytes, 64, MAX_BYTES),
+            ("max-events", self.max_events, 1, MAX_EVENTS),
+            ("max-backlog-bytes", self.max_backlog_bytes, 1024, MAX_BYTES),
+            ("max-body-bytes", self.max_body_bytes, 1, MAX_BYTES),
+        ] {
+            if value < min {
+                return err(format!("--{name} must be at least {min}"));
+            }
+            if value > max {
+                return err(format!("--{name} {value} is over the limit of {max}"));
+            }
         }
-        if self.max_http_connections == 0 {
-            return err("--max-http-connections must be at least 1".into());
+        for (name, value, zero_ok) in [
+            ("register-timeout", self.register_timeout, true),
+            ("ping-interval", self.ping_interval, true),
+            ("request-timeout", self.request_timeout, false),
+            ("redis-timeout", self.redis_timeout, false),
+        ] {
+            if value.is_zero() && !zero_ok {
+                return err(format!("--{name} must be above 0"));
+            }
+            if let Err(why) = check_duration(value) {
+                return err(format!("--{name}: {why}"));
+            }
         }
-        if self.max_message_bytes < 64 {
-            return err("--max-message-bytes must be at least 64".into());
-        }
-        if self.max_events == 0 {
-            return err("--max-events must be at least 1".into());
-        }
-        if self.max_backlog_bytes < 1024 {
-            return err("--max-backlog-bytes must be at least 1024".into());
-        }
-        if self.max_body_bytes == 0 {
-            return err("--max-body-bytes must be at least 1".into());
-        }
-        if self.request_timeout.is_zero() {
-            return err("--request-timeout must be above 0".into());
-        }
-        if self.auth_tokens.is_some() && self.jwt_secret.is_some() {
+        if self.auth_tokens.is_some() && (self.jwt_secret.is_some() || self.jwt_secret_file.is_some()) {
             return err("choose one connection auth: --auth-tokens or --jwt-secret, not both".into());
         }
         if self.push_key.as_ref().is_some_and(|k| k.expose().is_empty()) {
-            return err("--push-key is empty".into());
+            return err(match &self.push_key_file {
+                Some(path) => format!("--push-key-file {} is empty", path.display()),
+                None => "--push-key is empty".into(),
+            });
         }
         if self.jwt_secret.as_ref().is_some_and(|k| k.expose().is_empty()) {
             return err("--jwt-secret is empty".into());
         }
         if self.redis_channel.is_empty() {
             return err("--redis-channel is empty".into());
-        }
-        if self.redis_timeout.is_zero() {
-            return err("--redis-timeout must be above 0".into());
         }
         if self.allowed_origins.as_ref().is_some_and(Vec::is_empty) {
             return err("--allowed-origins lists no origin".into());
@@ -222,6 +256,29 @@ pub fn read_secret_file(path: &str) -> Result<Secret, String> {
     Ok(Secret::new(s))
 }
 
+/// The secrets of a `--jwt-secret-file`: one per line, blank lines
+/// ignored, so a new secret can be added above the old one and the old
+/// one removed once every token signed with it has expired.
+pub fn parse_secret_lines(text: &str) -> Vec<Secret> {
+    text.lines()
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.trim().is_empty())
+        .map(Secret::new)
+        .collect()
+}
+
+/// Reads a `--jwt-secret-file`; an error names the file (a file without
+/// any secret is one).
+pub fn read_secret_lines(path: &std::path::Path) -> Result<Vec<Secret>, String> {
+    let name = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--jwt-secret-file {name}: {e}"))?;
+    let secrets = parse_secret_lines(&text);
+    if secrets.is_empty() {
+        return Err(format!("--jwt-secret-file {name} holds no secret"));
+    }
+    Ok(secrets)
+}
+
 /// `https://a.example,https://b.example` → the list, trailing slashes dropped.
 fn parse_origins(v: &str) -> Vec<String> {
     v.split(',')
@@ -240,16 +297,49 @@ fn parse_switch(v: &str) -> Result<bool, String> {
     }
 }
 
-/// Seconds, fractional allowed (`0.5`), as SPEC §4 says.
-pub fn parse_secs(v: &str) -> Result<Duration, String> {
-    let secs: f64 = v
-        .trim()
-        .parse()
-        .map_err(|_| format!("{v:?} is not a number of seconds"))?;
-    if !secs.is_finite() || !(0.0..=31_536_000.0).contains(&secs) {
-        return Err(format!("{v:?} is out of range (0 to one year)"));
+/// Zero, or between [`MIN_DURATION`] and [`MAX_DURATION`].
+fn check_duration(d: Duration) -> Result<(), String> {
+    if d > MAX_DURATION {
+        return Err(format!("{d:?} is over the limit of one year"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    if !d.is_zero() && d < MIN_DURATION {
+        return Err(format!("{d:?} is below the minimum of 1ms"));
+    }
+    Ok(())
+}
+
+/// The name duration flags used before units were accepted; the same parser.
+pub fn parse_secs(v: &str) -> Result<Duration, String> {
+    parse_duration(v)
+}
+
+/// A duration as every flag, environment variable and `wspush token --ttl`
+/// take it: plain seconds (`30`, `0.5`) or a number with a unit (`500ms`,
+/// `30s`, `5m`, `1h`, `1d`); zero, or 1 ms to one year.
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let s = v.trim();
+    let bad = || format!("{v:?} is not a duration (seconds like 30 or 0.5, or 500ms, 30s, 5m, 1h, 1d)");
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let scale = match unit.trim_start() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => return Err(bad()),
+    };
+    // Digits and dots only: no sign, exponent, `inf` or `NaN` gets here.
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = n * scale;
+    if !(0.0..=MAX_DURATION.as_secs_f64()).contains(&secs) {
+        return Err(format!("{v:?} is over the limit of one year"));
+    }
+    let d = Duration::from_secs_f64(secs);
+    check_duration(d).map_err(|_| format!("{v:?} is below the minimum of 1ms"))?;
+    Ok(d)
 }
 
 const FLAGS: &[Flag] = &[
@@ -290,6 +380,7 @@ const FLAGS: &[Flag] = &[
         help: "require Authorization: Bearer KEY on /push, /broadcast, /drop, /metrics (default: none, loopback clients only)",
         set: |c, v| {
             c.push_key = Some(Secret::new(v));
+            c.push_key_file = None;
             Ok(())
         },
     },
@@ -297,9 +388,10 @@ const FLAGS: &[Flag] = &[
         name: "push-key-file",
         env: "WSPUSH_PUSH_KEY_FILE",
         metavar: "FILE",
-        help: "read the push key from FILE (keeps it out of ps)",
+        help: "read the push key from FILE (keeps it out of ps); not with --push-key",
         set: |c, v| {
             c.push_key = Some(read_secret_file(v)?);
+            c.push_key_file = Some(PathBuf::from(v));
             Ok(())
         },
     },
@@ -317,7 +409,8 @@ const FLAGS: &[Flag] = &[
         name: "jwt-secret",
         env: "WSPUSH_JWT_SECRET",
         metavar: "SECRET",
-        help: "connection auth by HS256 JWT signed with SECRET; sub = userId, exp/nbf honoured",
+        help: "connection auth by HS256 JWT signed with SECRET; sub = userId, exp/nbf honoured; \
+               `wspush token` signs with it",
         set: |c, v| {
             c.jwt_secret = Some(Secret::new(v));
             Ok(())
@@ -327,9 +420,10 @@ const FLAGS: &[Flag] = &[
         name: "jwt-secret-file",
         env: "WSPUSH_JWT_SECRET_FILE",
         metavar: "FILE",
-        help: "read the JWT secret from FILE (keeps it out of ps)",
+        help: "JWT secrets from FILE, one per line, each accepted (rotation; keeps them out of ps); \
+               combines with --jwt-secret",
         set: |c, v| {
-            c.jwt_secret = Some(read_secret_file(v)?);
+            c.jwt_secret_file = Some(PathBuf::from(v));
             Ok(())
         },
     },
@@ -410,7 +504,7 @@ const FLAGS: &[Flag] = &[
         metavar: "SECS",
         help: "time a new WebSocket has to register, else close 4408; 0 = no limit (default 10)",
         set: |c, v| {
-            c.register_timeout = parse_secs(v)?;
+            c.register_timeout = parse_duration(v)?;
             Ok(())
         },
     },
@@ -420,7 +514,7 @@ const FLAGS: &[Flag] = &[
         metavar: "SECS",
         help: "server ping interval; silent for two intervals = dropped; 0 = off (default 30)",
         set: |c, v| {
-            c.ping_interval = parse_secs(v)?;
+            c.ping_interval = parse_duration(v)?;
             Ok(())
         },
     },
@@ -430,7 +524,7 @@ const FLAGS: &[Flag] = &[
         metavar: "SECS",
         help: "time to send an HTTP request or read its response, and keep-alive idle time (default 10)",
         set: |c, v| {
-            c.request_timeout = parse_secs(v)?;
+            c.request_timeout = parse_duration(v)?;
             Ok(())
         },
     },
@@ -471,7 +565,7 @@ const FLAGS: &[Flag] = &[
         metavar: "SECS",
         help: "time Redis has to connect or answer before pushes get 503 and the node reconnects (default 2)",
         set: |c, v| {
-            c.redis_timeout = parse_secs(v)?;
+            c.redis_timeout = parse_duration(v)?;
             Ok(())
         },
     },
@@ -479,7 +573,7 @@ const FLAGS: &[Flag] = &[
         name: "log-level",
         env: "WSPUSH_LOG",
         metavar: "LEVEL",
-        help: "off, error, warn, info or debug (default info)",
+        help: "off, error, warn, info or debug (default info; WSPUSH_LOG_LEVEL is also read)",
         set: |c, v| {
             c.log_level = Level::parse(v).ok_or_else(|| format!("unknown log level {v:?}"))?;
             Ok(())
@@ -507,11 +601,17 @@ pub fn help() -> String {
         "\nEndpoints: GET <ws-path> (WebSocket), POST <push-path>, POST /broadcast,\n\
          POST /drop, GET /healthz, GET /metrics; the demo page at / and the browser\n\
          client at /wspush.js. Without --push-key, /push, /broadcast, /drop and\n\
-         /metrics answer loopback clients only; with it they need\n\
-         Authorization: Bearer KEY from anywhere. SIGHUP re-reads --auth-tokens.\n\
+         /metrics answer loopback clients only, and refuse what a browser or a proxy\n\
+         sends (Origin, Sec-Fetch-Site, X-Forwarded-For, Forwarded, a Host that is not\n\
+         localhost or a loopback address); with it they need Authorization: Bearer KEY\n\
+         from anywhere. SIGHUP re-reads --auth-tokens.\n\
+         Durations (SECS) are seconds (30, 0.5) or take a unit (500ms, 30s, 5m, 1h, 1d):\n\
+         0 where it turns a timeout off, else 1ms to one year. Byte limits are at most\n\
+         1073741824 (1 GiB); --max-connections at most 10000000, --max-events 100000.\n\
          With --redis, a push on any node reaches the clients of every node and\n\
          answers \"message published to N nodes\".\n\n\
-         Also: wspush token --jwt-secret SECRET --sub USER [--ttl 1h]   prints a signed JWT\n",
+         Also: wspush token --jwt-secret SECRET --sub USER [--ttl 1h]   prints a signed JWT\n\
+         Exit status 2: a setting is invalid (the message names it).\n",
     );
     s
 }
@@ -524,9 +624,18 @@ where
     S: Into<String>,
 {
     let mut cfg = Config::default();
+    // How each flag was last given (`--name` or its env twin), for errors
+    // about two settings that clash.
+    let mut given: Vec<(&'static str, String)> = Vec::new();
+    let mut note = |name: &'static str, how: String| {
+        given.retain(|(n, _)| *n != name);
+        given.push((name, how));
+    };
     for f in FLAGS {
-        if let Some(v) = env(f.env) {
-            (f.set)(&mut cfg, &v).map_err(|e| ConfigError(format!("{}: {e}", f.env)))?;
+        let (value, how) = env_value(f.env, &env)?;
+        if let Some(v) = value {
+            (f.set)(&mut cfg, &v).map_err(|e| ConfigError(format!("{how}: {e}")))?;
+            note(f.name, how);
         }
     }
     let mut args = args.into_iter().map(Into::into);
@@ -555,9 +664,53 @@ where
                 .ok_or_else(|| ConfigError(format!("--{name} needs a value ({})", flag.metavar)))?,
         };
         (flag.set)(&mut cfg, &value).map_err(|e| ConfigError(format!("--{name}: {e}")))?;
+        note(flag.name, format!("--{}", flag.name));
+    }
+    for (a, b, what) in EXCLUSIVE {
+        let how = |name: &str| given.iter().find(|(n, _)| *n == name).map(|(_, how)| how.clone());
+        if let (Some(a), Some(b)) = (how(a), how(b)) {
+            return Err(ConfigError(format!("{a} and {b} both give {what}; use one")));
+        }
     }
     cfg.validate()?;
     Ok(Cli::Run(Box::new(cfg)))
+}
+
+/// Pairs of flags that give one setting in two forms: with both, whichever
+/// was applied last would silently win, so both is an error.
+const EXCLUSIVE: &[(&str, &str, &str)] = &[("push-key", "push-key-file", "the push key")];
+
+/// Other names read for an environment variable (the first is the one
+/// documented).
+const ENV_ALIASES: &[(&str, &str)] = &[("WSPUSH_LOG", "WSPUSH_LOG_LEVEL")];
+
+/// The value of `name` or an alias of it, and which one it came from. Two
+/// that disagree are an error: neither can be assumed to be meant.
+fn env_value(
+    name: &'static str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(Option<String>, String), ConfigError> {
+    let mut found: Option<(String, &str)> = env(name).map(|v| (v, name));
+    for (canonical, alias) in ENV_ALIASES {
+        if *canonical != name {
+            continue;
+        }
+        if let Some(v) = env(alias) {
+            match &found {
+                Some((w, _)) if !w.trim().eq_ignore_ascii_case(v.trim()) => {
+                    return Err(ConfigError(format!(
+                        "{name}={w:?} and {alias}={v:?} disagree; set one"
+                    )))
+                }
+                Some(_) => {}
+                None => found = Some((v, alias)),
+            }
+        }
+    }
+    Ok(match found {
+        Some((v, how)) => (Some(v), how.to_string()),
+        None => (None, name.to_string()),
+    })
 }
 
 #[cfg(test)]
@@ -708,6 +861,237 @@ mod tests {
             .unwrap_err()
             .0
             .contains("/nonexistent/key"));
+    }
+
+    #[test]
+    fn durations_take_seconds_or_units_everywhere() {
+        for (v, want) in [
+            ("30", Duration::from_secs(30)),
+            ("0.5", Duration::from_millis(500)),
+            (" 2 ", Duration::from_secs(2)),
+            ("500ms", Duration::from_millis(500)),
+            ("30s", Duration::from_secs(30)),
+            ("5m", Duration::from_secs(300)),
+            ("1h", Duration::from_secs(3600)),
+            ("1.5h", Duration::from_secs(5400)),
+            ("1d", Duration::from_secs(86_400)),
+            ("0", Duration::ZERO),
+            ("0ms", Duration::ZERO),
+            ("365d", MAX_DURATION),
+        ] {
+            assert_eq!(parse_duration(v), Ok(want), "{v}");
+        }
+        for bad in [
+            "",
+            "s",
+            "-1",
+            "+1",
+            "1e30",
+            "1e3",
+            "inf",
+            "NaN",
+            "1y",
+            "5 minutes",
+            "1.2.3",
+            "0x10",
+            "366d",
+            "0.0001",
+            "0.5ms",
+            "99999999999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let c = run(&[
+            "--ping-interval",
+            "500ms",
+            "--register-timeout=5m",
+            "--request-timeout",
+            "1h",
+        ])
+        .unwrap();
+        assert_eq!(c.ping_interval, Duration::from_millis(500));
+        assert_eq!(c.register_timeout, Duration::from_secs(300));
+        assert_eq!(c.request_timeout, Duration::from_secs(3600));
+        let env = |k: &str| match k {
+            "WSPUSH_REDIS_TIMEOUT" => Some("250ms".to_string()),
+            "WSPUSH_PING_INTERVAL" => Some("2m".to_string()),
+            _ => None,
+        };
+        let Ok(Cli::Run(c)) = parse_cli(Vec::<String>::new(), env) else {
+            panic!("env durations")
+        };
+        assert_eq!(c.redis_timeout, Duration::from_millis(250));
+        assert_eq!(c.ping_interval, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn nonsense_settings_are_refused_naming_the_flag() {
+        let huge = usize::MAX.to_string();
+        let over = (MAX_BYTES + 1).to_string();
+        for (args, want) in [
+            (vec!["--ping-interval", "1e30"], "--ping-interval"),
+            (vec!["--register-timeout", "400d"], "--register-timeout"),
+            (
+                vec!["--request-timeout", "0"],
+                "--request-timeout must be above 0",
+            ),
+            (vec!["--request-timeout", "0.0001"], "--request-timeout"),
+            (vec!["--max-body-bytes", &huge], "--max-body-bytes"),
+            (vec!["--max-body-bytes", &over], "--max-body-bytes"),
+            (vec!["--max-backlog-bytes", &huge], "--max-backlog-bytes"),
+            (vec!["--max-message-bytes", &huge], "--max-message-bytes"),
+            (vec!["--max-connections", &huge], "--max-connections"),
+            (vec!["--max-events", &huge], "--max-events"),
+            (vec!["--max-events", "0"], "--max-events must be at least 1"),
+            (
+                vec!["--max-body-bytes", "99999999999999999999999"],
+                "--max-body-bytes",
+            ),
+        ] {
+            let e = run(&args).unwrap_err().0;
+            assert!(e.contains(want), "{args:?}: {e}");
+            assert!(!e.contains('\n'), "one line: {e:?}");
+        }
+        assert_eq!(
+            run(&["--max-body-bytes", &MAX_BYTES.to_string()])
+                .unwrap()
+                .max_body_bytes,
+            MAX_BYTES
+        );
+        // The library's Config goes through the same checks at bind.
+        for (f, want) in [
+            (
+                (|c: &mut Config| c.ping_interval = Duration::MAX) as fn(&mut Config),
+                "--ping-interval",
+            ),
+            (
+                |c| c.register_timeout = Duration::from_nanos(5),
+                "--register-timeout",
+            ),
+            (|c| c.redis_timeout = Duration::ZERO, "--redis-timeout"),
+            (|c| c.max_backlog_bytes = usize::MAX, "--max-backlog-bytes"),
+            (|c| c.max_message_bytes = usize::MAX - 1, "--max-message-bytes"),
+        ] {
+            let mut c = Config::default();
+            f(&mut c);
+            let e = c.validate().unwrap_err().0;
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    fn temp_file(tag: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("wspush-cfg-{tag}-{}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn push_key_and_key_file_clash_in_any_mix() {
+        let key = temp_file("clash", "k\n");
+        let file = key.to_str().unwrap().to_string();
+        let both = |args: &[&str], envs: &[(&str, &str)]| {
+            let envs: Vec<(String, String)> =
+                envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let env = move |k: &str| envs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            parse_cli(args.iter().copied(), env).unwrap_err().0
+        };
+        for (e, names) in [
+            (
+                both(&["--push-key", "k", "--push-key-file", &file], &[]),
+                ["--push-key", "--push-key-file"],
+            ),
+            (
+                both(&["--push-key-file", &file, "--push-key", "k"], &[]),
+                ["--push-key", "--push-key-file"],
+            ),
+            (
+                both(&["--push-key-file", &file], &[("WSPUSH_PUSH_KEY", "k")]),
+                ["WSPUSH_PUSH_KEY", "--push-key-file"],
+            ),
+            (
+                both(&["--push-key", "k"], &[("WSPUSH_PUSH_KEY_FILE", &file)]),
+                ["--push-key", "WSPUSH_PUSH_KEY_FILE"],
+            ),
+            (
+                both(&[], &[("WSPUSH_PUSH_KEY", "k"), ("WSPUSH_PUSH_KEY_FILE", &file)]),
+                ["WSPUSH_PUSH_KEY", "WSPUSH_PUSH_KEY_FILE"],
+            ),
+        ] {
+            for n in names {
+                assert!(e.contains(n), "{e} lacks {n}");
+            }
+            assert!(
+                !e.contains(": k") && !e.contains("\"k\""),
+                "the key is not shown: {e}"
+            );
+        }
+        // A flag overriding its own env twin is no clash.
+        let env = |k: &str| (k == "WSPUSH_PUSH_KEY").then(|| "from-env".to_string());
+        let Ok(Cli::Run(c)) = parse_cli(["--push-key", "from-flag"], env) else {
+            panic!("flag over env")
+        };
+        assert_eq!(c.push_key, Some(Secret::new("from-flag")));
+        std::fs::remove_file(&key).unwrap();
+    }
+
+    #[test]
+    fn an_empty_key_file_is_named() {
+        let empty = temp_file("empty", "\n");
+        let e = run(&["--push-key-file", empty.to_str().unwrap()]).unwrap_err().0;
+        assert_eq!(e, format!("--push-key-file {} is empty", empty.display()));
+        std::fs::remove_file(&empty).unwrap();
+        assert_eq!(run(&["--push-key", ""]).unwrap_err().0, "--push-key is empty");
+    }
+
+    #[test]
+    fn log_level_env_has_an_alias_that_must_agree() {
+        let env = |k: &str| (k == "WSPUSH_LOG_LEVEL").then(|| "debug".to_string());
+        let Ok(Cli::Run(c)) = parse_cli(Vec::<String>::new(), env) else {
+            panic!("alias")
+        };
+        assert_eq!(c.log_level, Level::Debug);
+        let env = |k: &str| match k {
+            "WSPUSH_LOG" | "WSPUSH_LOG_LEVEL" => Some("warn".to_string()),
+            _ => None,
+        };
+        let Ok(Cli::Run(c)) = parse_cli(Vec::<String>::new(), env) else {
+            panic!("agreeing twins")
+        };
+        assert_eq!(c.log_level, Level::Warn);
+        let env = |k: &str| match k {
+            "WSPUSH_LOG" => Some("warn".to_string()),
+            "WSPUSH_LOG_LEVEL" => Some("debug".to_string()),
+            _ => None,
+        };
+        let e = parse_cli(Vec::<String>::new(), env).unwrap_err().0;
+        assert!(
+            e.contains("WSPUSH_LOG=") && e.contains("WSPUSH_LOG_LEVEL="),
+            "{e}"
+        );
+        let env = |k: &str| (k == "WSPUSH_LOG_LEVEL").then(|| "loud".to_string());
+        let e = parse_cli(Vec::<String>::new(), env).unwrap_err().0;
+        assert!(e.contains("WSPUSH_LOG_LEVEL"), "{e}");
+    }
+
+    #[test]
+    fn jwt_secret_file_lines() {
+        let got: Vec<String> = parse_secret_lines("new\r\n\n  \nold\n")
+            .iter()
+            .map(|s| s.expose().to_string())
+            .collect();
+        assert_eq!(got, ["new", "old"]);
+        let blank = temp_file("blank-secrets", "\n \n");
+        let e = read_secret_lines(&blank).unwrap_err();
+        assert_eq!(
+            e,
+            format!("--jwt-secret-file {} holds no secret", blank.display())
+        );
+        std::fs::remove_file(&blank).unwrap();
+        let c = run(&["--jwt-secret", "s", "--jwt-secret-file", "/some/file"]).unwrap();
+        assert_eq!(c.jwt_secret, Some(Secret::new("s")));
+        assert_eq!(c.jwt_secret_file, Some(PathBuf::from("/some/file")));
+        let e = run(&["--jwt-secret-file", "/f", "--auth-tokens", "/t"]).unwrap_err();
+        assert!(e.0.contains("not both"), "{e}");
     }
 
     #[test]

@@ -52,6 +52,7 @@ use crate::conn::{
 };
 use crate::http::request::{Head, Limits, Version};
 use crate::http::response::{Response, CONTINUE};
+use crate::log::Refusal as Refused;
 use crate::metrics::{Gauges, Metrics, RedisGauges};
 use crate::names;
 use crate::push::{self, Endpoint, Payload, PushRequest};
@@ -183,6 +184,14 @@ enum Route {
     Push(Endpoint),
     Health,
     Metrics,
+}
+
+/// The peer of a WebSocket for a log line (looked up only when one is written).
+fn peer_of(stream: &Stream) -> String {
+    stream
+        .tcp
+        .peer_addr()
+        .map_or_else(|_| "an unknown peer".into(), |a| a.to_string())
 }
 
 fn would_block(e: &tungstenite::Error) -> bool {
@@ -808,13 +817,23 @@ impl Loop {
         let req = Request::new(head, peer);
         match self.core.hooks.push.check(&req) {
             Verdict::Allow => Ok(route),
-            Verdict::Unauthorized => {
+            Verdict::Unauthorized(why) => {
                 self.core.metrics.auth_failures += 1;
-                Err(Response::error(401, "unauthorized", json).with_header("WWW-Authenticate", "Bearer"))
+                refusal!(
+                    Refused::Push,
+                    "{} {path} from {peer} refused (401): {why}",
+                    head.method
+                );
+                Err(Response::error(401, why, json).with_header("WWW-Authenticate", "Bearer"))
             }
-            Verdict::Forbidden => {
+            Verdict::Forbidden(why) => {
                 self.core.metrics.auth_failures += 1;
-                Err(Response::error(403, auth::FORBIDDEN_BODY, json))
+                refusal!(
+                    Refused::Push,
+                    "{} {path} from {peer} refused (403): {why}",
+                    head.method
+                );
+                Err(Response::error(403, why, json))
             }
         }
     }
@@ -826,12 +845,17 @@ impl Loop {
             Err(resp) => return Outcome::Respond(resp),
         };
         let resp = match route {
-            Route::Upgrade => return self.check_upgrade(head, json),
+            Route::Upgrade => return self.check_upgrade(head, peer, json),
             Route::Static(i) => static_files::respond(&self.core.statics[i], head),
             Route::Whoami => {
                 let key = matches!(self.core.hooks.push, PushGuard::Key(_));
                 let auth = &mut self.core.hooks.auth;
-                static_files::whoami(head, |t| auth.user_for(t), key, &self.core.cfg.push_path)
+                static_files::whoami(
+                    head,
+                    |t| auth.user_for(t).map_err(|why| why.reason()),
+                    key,
+                    &self.core.cfg.push_path,
+                )
             }
             Route::Health if self.redis.as_ref().is_some_and(|r| !r.is_up()) => {
                 self.redis_unavailable(json, now)
@@ -881,7 +905,7 @@ impl Loop {
         Outcome::Respond(resp)
     }
 
-    fn check_upgrade(&mut self, head: &Head, json: bool) -> Outcome {
+    fn check_upgrade(&mut self, head: &Head, peer: SocketAddr, json: bool) -> Outcome {
         let resp = match ws::check_upgrade(head) {
             Err(Refusal::BadRequest(reason)) => Response::error(400, reason, json),
             Err(Refusal::Method) => method_not_allowed("GET", json),
@@ -891,12 +915,22 @@ impl Loop {
                 if !auth::origin_allowed(self.core.cfg.allowed_origins.as_deref(), head.header("Origin")) =>
             {
                 self.core.metrics.auth_failures += 1;
+                refusal!(
+                    Refused::Origin,
+                    "websocket from {peer} refused (403): origin {:?} is not in --allowed-origins",
+                    head.header("Origin").unwrap_or_default()
+                );
                 Response::error(403, "origin not allowed", json)
             }
             Ok(_) if self.core.shutting_down => {
                 Response::error(503, "server shutting down", json).with_header("Retry-After", "5")
             }
             Ok(_) if self.core.metrics.connections as usize >= self.core.cfg.max_connections => {
+                refusal!(
+                    Refused::Limit,
+                    "websocket from {peer} refused (503): --max-connections {} reached",
+                    self.core.cfg.max_connections
+                );
                 Response::error(503, "too many connections", json).with_header("Retry-After", "1")
             }
             Ok(accept) => {
@@ -1187,7 +1221,7 @@ impl Core {
             }
         };
         let result = match cmd.action {
-            Action::Register { token, event } => self.register(id, ws, &token, &event),
+            Action::Register { token, event } => self.register(id, ws, stream, &token, &event),
             Action::Unregister { event } => names::check_event(&event)
                 .map(|()| {
                     self.binder.unsubscribe(id, &event);
@@ -1215,16 +1249,17 @@ impl Core {
         &mut self,
         id: usize,
         ws: &mut Ws,
+        stream: &Stream,
         token: &str,
         event: &str,
     ) -> Result<(), (u16, Cow<'static, str>)> {
         names::check_event(event).map_err(|reason| (close::MALFORMED, reason.into()))?;
         let user = names::check_token(token)
             .and_then(|()| {
-                self.hooks
-                    .auth
-                    .user_for(token)
-                    .ok_or(close::reason(close::TOKEN_REJECTED))
+                self.hooks.auth.user_for(token).map_err(|why| {
+                    refusal!(Refused::Token, "token from {} rejected: {why}", peer_of(stream));
+                    why.reason()
+                })
             })
             .and_then(|user| names::check_user(&user).map(|()| user));
         let user = user.map_err(|reason| {

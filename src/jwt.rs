@@ -17,7 +17,8 @@ type HmacSha256 = Hmac<Sha256>;
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: i64 = 30;
 
-/// Why a token was refused (logged at debug; the client only sees 4401).
+/// Why a token was refused (`auth::Rejection` turns it into the reason the
+/// client is told).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtError {
     Malformed,
@@ -69,7 +70,14 @@ fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Jw
 }
 
 /// Checks `token` against `secret` at `now` (Unix seconds); returns `sub`.
+#[cfg(test)]
 pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<String, JwtError> {
+    verify_any(token, &[secret], now)
+}
+
+/// As [`verify`], for a token signed with any of `secrets` (secret
+/// rotation: old and new both verify while clients move over).
+pub fn verify_any<S: AsRef<[u8]>>(token: &str, secrets: &[S], now: i64) -> Result<String, JwtError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(JwtError::Malformed);
@@ -81,11 +89,16 @@ pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<String, JwtError> 
     let sig = BASE64URL_NOPAD
         .decode(s.as_bytes())
         .map_err(|_| JwtError::Malformed)?;
-    let mut m = mac(secret);
-    m.update(h.as_bytes());
-    m.update(b".");
-    m.update(p.as_bytes());
-    m.verify_slice(&sig).map_err(|_| JwtError::Signature)?;
+    let signed_by_one = secrets.iter().any(|secret| {
+        let mut m = mac(secret.as_ref());
+        m.update(h.as_bytes());
+        m.update(b".");
+        m.update(p.as_bytes());
+        m.verify_slice(&sig).is_ok()
+    });
+    if !signed_by_one {
+        return Err(JwtError::Signature);
+    }
     // Only a token we signed gets its claims read.
     let claims = decode_json(p)?;
     if let Some(exp) = time_claim(&claims, "exp")? {
@@ -123,26 +136,15 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Parses a lifetime for `wspush token --ttl`: `90`, `90s`, `15m`, `1h`, `7d`.
+/// Parses a lifetime for `wspush token --ttl` with the parser every
+/// duration flag uses (`90`, `90s`, `15m`, `1h`, `7d`, at most a year),
+/// in whole seconds, at least one.
 pub fn parse_ttl(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 1h or 7d"))?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
-    };
-    n.checked_mul(mult)
-        .filter(|v| *v > 0)
-        .ok_or_else(|| format!("{s:?} is out of range"))
+    let d = crate::config::parse_duration(s)?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("{s:?} is too short: a token lives at least 1s"));
+    }
+    Ok(d.as_secs() as i64)
 }
 
 #[cfg(test)]
@@ -242,6 +244,19 @@ mod tests {
     }
 
     #[test]
+    fn any_of_several_secrets_verifies() {
+        let old = sign("a", b"old", NOW, 60);
+        let new = sign("a", b"new", NOW, 60);
+        let secrets = [b"new".to_vec(), b"old".to_vec()];
+        assert_eq!(verify_any(&old, &secrets, NOW), Ok("a".into()));
+        assert_eq!(verify_any(&new, &secrets, NOW), Ok("a".into()));
+        let other = sign("a", b"other", NOW, 60);
+        assert_eq!(verify_any(&other, &secrets, NOW), Err(JwtError::Signature));
+        let none: [&[u8]; 0] = [];
+        assert_eq!(verify_any(&new, &none, NOW), Err(JwtError::Signature));
+    }
+
+    #[test]
     fn nbf_leeway() {
         let t = forge(
             r#"{"alg":"HS256"}"#,
@@ -257,7 +272,17 @@ mod tests {
         assert_eq!(parse_ttl("15m"), Ok(900));
         assert_eq!(parse_ttl("1h"), Ok(3600));
         assert_eq!(parse_ttl("7d"), Ok(604_800));
-        for bad in ["", "h", "1y", "-5m", "0", "99999999999999999999d"] {
+        assert_eq!(parse_ttl("1.5m"), Ok(90));
+        for bad in [
+            "",
+            "h",
+            "1y",
+            "-5m",
+            "0",
+            "500ms",
+            "99999999999999999999d",
+            "400d",
+        ] {
             assert!(parse_ttl(bad).is_err(), "{bad}");
         }
     }

@@ -57,6 +57,14 @@ pub use jwt::{parse_ttl, sign as sign_jwt, unix_now};
 pub use log::Level;
 pub use redis::{RedisAddr, RedisUrl};
 
+/// Waits, at most `limit`, until the log lines queued so far are written
+/// to stderr; call it before the process exits. The server never writes
+/// stderr itself (a stalled or closed stderr must not stop it): a thread
+/// of the logger's own does.
+pub fn flush_log(limit: std::time::Duration) {
+    log::flush(limit)
+}
+
 use event_loop::{Control, Hooks, Loop, LISTENER, SIGNALS, WAKER};
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Waker};
@@ -237,6 +245,11 @@ impl Builder {
     pub fn bind(mut self) -> Result<Server, Error> {
         self.config.validate().map_err(Error::Config)?;
         log::set_level(self.config.log_level);
+        let c = &self.config;
+        let open_auth = self.token_auth.is_none()
+            && c.auth_tokens.is_none()
+            && c.jwt_secret.is_none()
+            && c.jwt_secret_file.is_none();
         let conn_auth = self.conn_auth()?;
         let push_guard = match (self.push_auth.take(), &self.config.push_key) {
             (Some(_), Some(_)) => {
@@ -245,7 +258,7 @@ impl Builder {
                 )))
             }
             (Some(f), None) => auth::PushGuard::Hook(f),
-            (None, Some(key)) => auth::PushGuard::Key(key.expose().as_bytes().to_vec()),
+            (None, Some(key)) => auth::PushGuard::key(key.expose().as_bytes()),
             (None, None) => auth::PushGuard::LoopbackOnly,
         };
         let addr = resolve(&self.config.listen)?;
@@ -253,24 +266,6 @@ impl Builder {
             Some(url) => Some(redis::resolve(url).map_err(|e| Error::Config(ConfigError(e)))?),
             None => None,
         };
-        if let Some(limit) = open_file_limit() {
-            // One descriptor per client, plus the listener, the poller and
-            // some room for push requests.
-            let need = self.config.max_connections as u64 + 64;
-            if need > limit {
-                warn!(
-                    "--max-connections {} needs about {need} file descriptors but the limit is {limit}: \
-                     raise `ulimit -n` or lower --max-connections (accepting pauses when descriptors run out)",
-                    self.config.max_connections
-                );
-            }
-        }
-        if matches!(push_guard, auth::PushGuard::LoopbackOnly) && !addr.ip().is_loopback() {
-            warn!(
-                "listening on {addr} without a push key: push endpoints answer loopback clients only \
-                 (set --push-key to push from other hosts)"
-            );
-        }
         let mut listener = listen(addr)?;
         let poll = Poll::new()?;
         poll.registry()
@@ -288,6 +283,12 @@ impl Builder {
             None
         };
         let local_addr = listener.local_addr()?;
+        let warnings = startup_warnings(
+            &self.config,
+            local_addr,
+            matches!(push_guard, auth::PushGuard::LoopbackOnly),
+            open_auth,
+        );
         let (tx, rx) = mpsc::channel();
         Ok(Server {
             local_addr,
@@ -304,9 +305,46 @@ impl Builder {
                     on_message: self.on_message,
                 },
                 redis_target,
+                warnings,
             },
         })
     }
+}
+
+/// What an operator should hear about the settings at start. Written after
+/// the `listening on` line (by [`Server::run`]), so that line stays the
+/// first to name an address, and naming the real one (not port 0). None of
+/// them contains the words "listening on": scripts look for that line.
+fn startup_warnings(config: &Config, addr: SocketAddr, loopback_push: bool, open_auth: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(limit) = open_file_limit() {
+        // One descriptor per client, plus the listener, the poller and
+        // some room for push requests.
+        let need = (config.max_connections as u64).saturating_add(64);
+        if need > limit {
+            out.push(format!(
+                "--max-connections {} needs about {need} file descriptors but the limit is {limit}: \
+                 raise `ulimit -n` or lower --max-connections (accepting pauses when descriptors run out)",
+                config.max_connections
+            ));
+        }
+    }
+    if addr.ip().is_loopback() {
+        return out;
+    }
+    if open_auth {
+        out.push(format!(
+            "anyone who can reach {addr} can subscribe as any user: with the default auth the token \
+             is the userId; set --auth-tokens FILE or --jwt-secret to check tokens"
+        ));
+    }
+    if loopback_push {
+        out.push(format!(
+            "no push key on {addr}: push endpoints answer loopback clients only \
+             (set --push-key to push from other hosts)"
+        ));
+    }
+    out
 }
 
 impl Builder {
@@ -317,7 +355,7 @@ impl Builder {
         let modes = [
             self.token_auth.is_some(),
             c.auth_tokens.is_some(),
-            c.jwt_secret.is_some(),
+            c.jwt_secret.is_some() || c.jwt_secret_file.is_some(),
         ];
         if modes.iter().filter(|m| **m).count() > 1 {
             return Err(Error::Config(ConfigError(
@@ -333,10 +371,23 @@ impl Builder {
                 path: path.clone(),
                 table,
             }
-        } else if let Some(secret) = &c.jwt_secret {
-            auth::ConnAuth::Jwt {
-                secret: secret.expose().as_bytes().to_vec(),
+        } else if c.jwt_secret.is_some() || c.jwt_secret_file.is_some() {
+            // The flag's secret (the one that mints) first, then the file's.
+            let mut secrets: Vec<Vec<u8>> = c
+                .jwt_secret
+                .iter()
+                .map(|s| s.expose().as_bytes().to_vec())
+                .collect();
+            if let Some(path) = &c.jwt_secret_file {
+                let lines = config::read_secret_lines(path).map_err(|e| Error::Config(ConfigError(e)))?;
+                info!(
+                    "connection auth: JWT, {} secrets from {}",
+                    lines.len(),
+                    path.display()
+                );
+                secrets.extend(lines.iter().map(|s| s.expose().as_bytes().to_vec()));
             }
+            auth::ConnAuth::Jwt { secrets }
         } else {
             auth::ConnAuth::Hook(auth::token_is_user())
         })
@@ -379,6 +430,8 @@ struct Parts {
     config: Config,
     hooks: Hooks,
     redis_target: Option<redis::Target>,
+    /// Said once the server runs, after `listening on`.
+    warnings: Vec<String>,
 }
 
 /// A bound server, ready to [`run`](Server::run).
@@ -403,6 +456,9 @@ impl Server {
     pub fn run(self) -> io::Result<()> {
         let p = self.parts;
         info!("listening on {}", self.local_addr);
+        for w in &p.warnings {
+            warn!("{w}");
+        }
         Loop::new(
             p.poll,
             p.listener,

@@ -3,9 +3,32 @@
 //! A push server on a small box wants logs it can grep, not a logging
 //! framework: the level is one atomic read, so a disabled `debug!` costs
 //! nothing on the hot path.
+//!
+//! # Logging never stops the server
+//!
+//! The loop never writes to stderr itself: `eprintln!` panics when stderr
+//! is a closed pipe and blocks when it is a pipe nobody reads, and either
+//! would take every client down with it. Lines go into a bounded queue
+//! instead, and one writer thread copies them to stderr, ignoring write
+//! errors. When the queue is full a line is dropped and counted, and the
+//! writer reports the count once it catches up. [`flush`] lets `main` wait
+//! (briefly) for the queue before the process exits.
+//!
+//! # Refusals are rate-limited
+//!
+//! A refusal a user may need to debug (a rejected token, a refused origin,
+//! a failed push auth, a limit) is logged at `info` with the peer and the
+//! reason — but a client retrying in a loop must not flood the log, so each
+//! kind has a token bucket, and the next line that gets through says how
+//! many were suppressed. At `debug` nothing is suppressed.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::io::Write;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant};
 
 /// How much to log; each level includes the ones above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -20,7 +43,7 @@ pub enum Level {
 impl Level {
     /// Parses the names accepted by `--log-level` / `WSPUSH_LOG`.
     pub fn parse(s: &str) -> Option<Level> {
-        Some(match s.to_ascii_lowercase().as_str() {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
             "off" | "none" => Level::Off,
             "error" => Level::Error,
             "warn" | "warning" => Level::Warn,
@@ -59,9 +82,222 @@ pub fn enabled(level: Level) -> bool {
     level as u8 <= LEVEL.load(Ordering::Relaxed)
 }
 
-/// Writes one line; use the macros, which skip formatting when disabled.
+/// Lines waiting for the writer; beyond this they are dropped and counted.
+/// A few hundred KiB at most, and far more than a healthy stderr ever lags.
+const QUEUE_LINES: usize = 4096;
+/// A line longer than this is cut (a client-supplied value in a log line
+/// must not make one line huge).
+const MAX_LINE: usize = 2048;
+
+struct Queue {
+    lines: VecDeque<String>,
+    /// Lines dropped because the queue was full, not yet reported.
+    dropped: u64,
+    /// The writer holds lines it has taken but not yet written.
+    busy: bool,
+}
+
+static QUEUE: Mutex<Queue> = Mutex::new(Queue {
+    lines: VecDeque::new(),
+    dropped: 0,
+    busy: false,
+});
+/// Signalled when lines arrive.
+static ARRIVED: Condvar = Condvar::new();
+/// Signalled when the writer has written everything it had.
+static IDLE: Condvar = Condvar::new();
+static WRITER: Once = Once::new();
+
+/// A poisoned lock only means some thread panicked while holding it; the
+/// queue itself is still a valid queue, and logging must go on.
+fn lock() -> MutexGuard<'static, Queue> {
+    QUEUE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts the writer thread on first use. If the thread cannot be made,
+/// lines simply queue up to the limit and are counted as dropped.
+fn start_writer() {
+    WRITER.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("wspush-log".into())
+            .spawn(writer);
+    });
+}
+
+fn writer() {
+    // A descriptor of its own: blocked in `write` on a full pipe, the
+    // writer must not hold std's stderr lock, or `main`'s last words at
+    // exit would wait behind it.
+    let mut out: Box<dyn Write> = match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::fs::File::from(fd)),
+        Err(_) => Box::new(std::io::stderr()),
+    };
+    let mut batch = VecDeque::new();
+    let mut text = String::new();
+    loop {
+        let dropped = {
+            let mut q = lock();
+            while q.lines.is_empty() && q.dropped == 0 {
+                q.busy = false;
+                IDLE.notify_all();
+                q = ARRIVED.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            q.busy = true;
+            std::mem::swap(&mut q.lines, &mut batch);
+            std::mem::take(&mut q.dropped)
+        };
+        text.clear();
+        text.extend(batch.drain(..));
+        if dropped > 0 {
+            text.push_str(&format!(
+                "wspush warn: {dropped} log lines dropped: stderr was not keeping up\n"
+            ));
+        }
+        // Nowhere to report a failed log write; the server goes on.
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+        if text.capacity() > 1 << 20 {
+            text = String::new();
+        }
+    }
+}
+
+/// Formats one line and queues it; never blocks on stderr, never panics.
 pub fn write(level: Level, args: fmt::Arguments<'_>) {
-    eprintln!("wspush {}: {}", level, args);
+    enqueue(format_line(level, args));
+}
+
+fn format_line(level: Level, args: fmt::Arguments<'_>) -> String {
+    let mut line = format!("wspush {level}: {args}");
+    // One event, one line: nothing logged can forge a second one.
+    if line.contains(['\n', '\r']) {
+        line = line.replace('\n', "\\n").replace('\r', "\\r");
+    }
+    if line.len() > MAX_LINE {
+        let mut cut = MAX_LINE;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push('…');
+    }
+    line.push('\n');
+    line
+}
+
+fn enqueue(line: String) {
+    start_writer();
+    let mut q = lock();
+    if q.lines.len() >= QUEUE_LINES {
+        q.dropped += 1;
+    } else {
+        q.lines.push_back(line);
+    }
+    drop(q);
+    ARRIVED.notify_one();
+}
+
+/// Waits until every queued line is written, or `limit` passes (stderr may
+/// be a pipe nobody reads). For the end of `main`, so the last lines are
+/// not lost when the process exits.
+pub fn flush(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut q = lock();
+    while !q.lines.is_empty() || q.busy || q.dropped > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || !WRITER.is_completed() {
+            return;
+        }
+        q = match IDLE.wait_timeout(q, left) {
+            Ok((q, _)) => q,
+            Err(e) => e.into_inner().0,
+        };
+    }
+}
+
+/// The kinds of refusal that are rate-limited separately, so a flood of
+/// one kind cannot hide the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A register whose token auth rejected.
+    Token,
+    /// An upgrade from an origin not in `--allowed-origins`.
+    Origin,
+    /// A push endpoint refused (401 or 403).
+    Push,
+    /// Over a limit (`--max-connections`).
+    Limit,
+}
+
+/// Lines of one kind allowed in a burst, and refilled per second after.
+const BURST: f64 = 10.0;
+const PER_SEC: f64 = 1.0;
+
+/// A token bucket that remembers how many lines it refused.
+#[derive(Debug)]
+pub struct Bucket {
+    tokens: f64,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Bucket {
+    pub const fn new() -> Bucket {
+        Bucket {
+            tokens: BURST,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)` when a line may be written at `now` (`n` lines were
+    /// suppressed since the last one); `None` when it is suppressed.
+    pub fn admit(&mut self, now: Instant) -> Option<u64> {
+        if let Some(last) = self.last {
+            let refill = now.saturating_duration_since(last).as_secs_f64() * PER_SEC;
+            self.tokens = (self.tokens + refill).min(BURST);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Bucket::new()
+    }
+}
+
+static BUCKETS: Mutex<[Bucket; 4]> = Mutex::new([Bucket::new(), Bucket::new(), Bucket::new(), Bucket::new()]);
+
+/// Whether a refusal line of `kind` is written now; `Some(suppressed)` if so.
+pub fn admit_refusal(kind: Refusal) -> Option<u64> {
+    if !enabled(Level::Info) {
+        return None;
+    }
+    if enabled(Level::Debug) {
+        return Some(0);
+    }
+    let mut buckets = BUCKETS.lock().unwrap_or_else(|e| e.into_inner());
+    buckets[kind as usize].admit(Instant::now())
+}
+
+/// Writes an admitted refusal line, with the count of suppressed ones.
+pub fn write_refusal(suppressed: u64, args: fmt::Arguments<'_>) {
+    if suppressed == 0 {
+        write(Level::Info, args);
+    } else {
+        write(
+            Level::Info,
+            format_args!("{args} ({suppressed} similar lines suppressed)"),
+        );
+    }
 }
 
 macro_rules! log_at {
@@ -75,3 +311,58 @@ macro_rules! error { ($($arg:tt)*) => { log_at!($crate::log::Level::Error, $($ar
 macro_rules! warn { ($($arg:tt)*) => { log_at!($crate::log::Level::Warn, $($arg)*) }; }
 macro_rules! info { ($($arg:tt)*) => { log_at!($crate::log::Level::Info, $($arg)*) }; }
 macro_rules! debug { ($($arg:tt)*) => { log_at!($crate::log::Level::Debug, $($arg)*) }; }
+/// A refusal at `info`, rate-limited per kind; the arguments are only
+/// formatted (and a peer address only looked up) when the line is written.
+macro_rules! refusal {
+    ($kind:expr, $($arg:tt)*) => {
+        if let Some(n) = $crate::log::admit_refusal($kind) {
+            $crate::log::write_refusal(n, format_args!($($arg)*));
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_burst_then_one_per_second_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new();
+        for _ in 0..10 {
+            assert_eq!(b.admit(t0), Some(0));
+        }
+        for _ in 0..500 {
+            assert_eq!(b.admit(t0), None);
+        }
+        assert_eq!(b.admit(t0 + Duration::from_millis(500)), None);
+        assert_eq!(b.admit(t0 + Duration::from_millis(1000)), Some(501));
+        assert_eq!(b.admit(t0 + Duration::from_millis(1001)), None);
+        // A long quiet spell refills the burst, no more.
+        let later = t0 + Duration::from_secs(3600);
+        for _ in 0..10 {
+            assert!(b.admit(later).is_some());
+        }
+        assert_eq!(b.admit(later), None);
+    }
+
+    #[test]
+    fn levels_parse() {
+        assert_eq!(Level::parse(" Debug "), Some(Level::Debug));
+        assert_eq!(Level::parse("warning"), Some(Level::Warn));
+        assert_eq!(Level::parse("loud"), None);
+    }
+
+    #[test]
+    fn long_lines_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(MAX_LINE);
+        let line = format_line(Level::Debug, format_args!("{long}"));
+        assert!(line.len() <= MAX_LINE + "…\n".len(), "{}", line.len());
+        assert!(line.starts_with("wspush debug: éé") && line.ends_with("…\n"));
+        assert_eq!(format_line(Level::Warn, format_args!("x")), "wspush warn: x\n");
+        assert_eq!(
+            format_line(Level::Info, format_args!("a\nwspush error: forged\r")),
+            "wspush info: a\\nwspush error: forged\\r\n"
+        );
+    }
+}

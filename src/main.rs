@@ -1,25 +1,38 @@
 //! The `wspush` binary: flags and environment → `Config` → a running server.
+//!
+//! Nothing here may panic on a closed stdout or stderr (`println!` would):
+//! a server started with its output thrown away must still run and exit
+//! with the status it means.
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 use wspush::config::{self, Cli};
 
 const TOKEN_USAGE: &str =
     "usage: wspush token (--jwt-secret SECRET | --jwt-secret-file FILE) --sub USER [--ttl 1h]\n\
-     Prints an HS256 JWT for a server run with the same --jwt-secret; --ttl takes 90s, 15m, 1h or 7d\n\
-     (default 1h). The secret may also come from WSPUSH_JWT_SECRET or WSPUSH_JWT_SECRET_FILE.";
+     Prints an HS256 JWT for a server run with the same secret; --ttl takes seconds or a unit:\n\
+     90, 90s, 15m, 1h, 7d (default 1h, at most a year). With --jwt-secret-file, the file's first\n\
+     secret signs; --jwt-secret wins over the file. The secret may also come from\n\
+     WSPUSH_JWT_SECRET or WSPUSH_JWT_SECRET_FILE.";
+
+/// Exit status for settings that cannot be used.
+const BAD_SETTINGS: u8 = 2;
+/// How long the last log lines get to reach stderr at exit.
+const LOG_FLUSH: Duration = Duration::from_secs(1);
+
+fn say(out: &mut dyn Write, text: std::fmt::Arguments<'_>) {
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
 
 /// `wspush token`: mint a JWT so JWT mode can be tried with curl and a
-/// browser in a minute, without writing a token service first.
+/// browser in a minute, without writing a token service first. Signs with
+/// the secret the server mints with: `--jwt-secret` if given (flag or
+/// env), else the first line of `--jwt-secret-file`.
 fn token(args: &[String]) -> Result<String, String> {
-    let mut secret = match (
-        std::env::var("WSPUSH_JWT_SECRET"),
-        std::env::var("WSPUSH_JWT_SECRET_FILE"),
-    ) {
-        (_, Ok(f)) => Some(config::read_secret_file(&f)?),
-        (Ok(s), _) => Some(wspush::Secret::new(s)),
-        _ => None,
-    };
+    let mut secret = std::env::var("WSPUSH_JWT_SECRET").ok().map(wspush::Secret::new);
+    let mut file = std::env::var("WSPUSH_JWT_SECRET_FILE").ok();
     let (mut sub, mut ttl) = (None, 3600);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -31,12 +44,17 @@ fn token(args: &[String]) -> Result<String, String> {
             .ok_or_else(|| format!("{flag} needs a value\n{TOKEN_USAGE}"))?;
         match flag.as_str() {
             "--jwt-secret" => secret = Some(wspush::Secret::new(value.as_str())),
-            "--jwt-secret-file" => secret = Some(config::read_secret_file(value)?),
+            "--jwt-secret-file" => file = Some(value.clone()),
             "--sub" => sub = Some(value.clone()),
-            "--ttl" => ttl = wspush::parse_ttl(value)?,
+            "--ttl" => ttl = wspush::parse_ttl(value).map_err(|e| format!("--ttl: {e}"))?,
             _ => return Err(format!("unknown option {flag}\n{TOKEN_USAGE}")),
         }
     }
+    let secret = match (secret, file) {
+        (Some(s), _) => Some(s),
+        (None, Some(f)) => config::read_secret_lines(f.as_ref())?.into_iter().next(),
+        (None, None) => None,
+    };
     let secret = secret.filter(|s| !s.expose().is_empty());
     let secret = secret.ok_or_else(|| format!("a JWT secret is needed\n{TOKEN_USAGE}"))?;
     let sub = sub.filter(|s| !s.is_empty());
@@ -50,20 +68,22 @@ fn token(args: &[String]) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
     let all: Vec<String> = std::env::args().skip(1).collect();
     if all.first().map(String::as_str) == Some("token") {
         return match token(&all[1..]) {
             Ok(t) => {
-                println!("{t}");
+                say(&mut out, format_args!("{t}"));
                 ExitCode::SUCCESS
             }
             Err(e) if e == TOKEN_USAGE => {
-                println!("{e}");
+                say(&mut out, format_args!("{e}"));
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("wspush token: {e}");
-                ExitCode::from(2)
+                say(&mut err, format_args!("wspush token: {e}"));
+                ExitCode::from(BAD_SETTINGS)
             }
         };
     }
@@ -71,33 +91,38 @@ fn main() -> ExitCode {
     let config = match config::parse_cli(args, |k| std::env::var(k).ok()) {
         Ok(Cli::Run(c)) => *c,
         Ok(Cli::Help) => {
-            print!("{}", config::help());
+            let _ = out.write_all(config::help().as_bytes());
+            let _ = out.flush();
             return ExitCode::SUCCESS;
         }
         Ok(Cli::Version) => {
-            println!("wspush {}", env!("CARGO_PKG_VERSION"));
+            say(&mut out, format_args!("wspush {}", env!("CARGO_PKG_VERSION")));
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("wspush: {e}");
-            return ExitCode::from(2);
+            say(&mut err, format_args!("wspush: {e}"));
+            return ExitCode::from(BAD_SETTINGS);
         }
     };
     let server = match wspush::Builder::new().config(config).handle_signals(true).bind() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("wspush: cannot start: {e}");
-            return ExitCode::FAILURE;
+            wspush::flush_log(LOG_FLUSH);
+            say(&mut err, format_args!("wspush: cannot start: {e}"));
+            return match e {
+                wspush::Error::Config(_) => ExitCode::from(BAD_SETTINGS),
+                _ => ExitCode::FAILURE,
+            };
         }
     };
     // Scripts and tests wait for this exact line to learn the real address.
-    let mut out = std::io::stdout();
-    let _ = writeln!(out, "listening on {}", server.local_addr());
-    let _ = out.flush();
-    match server.run() {
+    say(&mut out, format_args!("listening on {}", server.local_addr()));
+    let result = server.run();
+    wspush::flush_log(LOG_FLUSH);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wspush: {e}");
+            say(&mut err, format_args!("wspush: {e}"));
             ExitCode::FAILURE
         }
     }

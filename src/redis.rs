@@ -18,7 +18,9 @@
 //! database selected, subscribed); otherwise pushes answer 503 and
 //! `/healthz` 503. A link that breaks, or leaves any request unanswered
 //! for `timeout` (Redis stopped, a network partition), is dropped and
-//! reconnected with exponential backoff; its waiting pushes fail at once
+//! reconnected with jittered exponential backoff ([`Backoff`]: nodes that
+//! lost Redis together do not all knock at once when it returns); its
+//! waiting pushes fail at once
 //! rather than hang. An idle link is pinged every [`PING_EVERY`], so a
 //! silent Redis is noticed even when nobody pushes. Transitions are logged
 //! once each, not once per push or per attempt.
@@ -157,8 +159,79 @@ enum Phase<W> {
 
 struct Link<W> {
     phase: Phase<W>,
-    backoff: Duration,
+    backoff: Backoff,
     attempts: usize,
+}
+
+/// Reconnect delays: the ceiling doubles from [`BACKOFF_MIN`] to
+/// [`BACKOFF_MAX`], and each delay is drawn from its upper half ("equal
+/// jitter"). When Redis restarts, every node of a cluster loses it in the
+/// same instant; without jitter they would all retry in the same instants
+/// too, forever in lockstep. The upper half keeps the backoff's promise (a
+/// failing Redis is not hammered) while spreading the nodes out.
+struct Backoff {
+    ceiling: Duration,
+    rng: SplitMix64,
+}
+
+impl Backoff {
+    fn new(seed: u64) -> Backoff {
+        Backoff {
+            ceiling: BACKOFF_MIN,
+            rng: SplitMix64(seed),
+        }
+    }
+
+    /// The delay before the next attempt; the one after may be longer.
+    fn next_delay(&mut self) -> Duration {
+        let ceiling = self.ceiling;
+        self.ceiling = (ceiling * 2).min(BACKOFF_MAX);
+        let half = ceiling / 2;
+        half + half.mul_f64(self.rng.unit())
+    }
+
+    /// After a success the next failure starts from the bottom again.
+    fn reset(&mut self) {
+        self.ceiling = BACKOFF_MIN;
+    }
+
+    fn is_reset(&self) -> bool {
+        self.ceiling == BACKOFF_MIN
+    }
+}
+
+/// A small, fast PRNG (Steele, Lea, Flood 2014): good enough to spread
+/// retries, and no dependency. Not for anything secret.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A seed that differs between processes (and between the two links of
+/// one): std's `RandomState` is keyed from the OS's randomness once per
+/// process, and the pid and the clock separate processes further.
+fn jitter_seed(salt: u64) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    std::process::id().hash(&mut h);
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+        .hash(&mut h);
+    salt.hash(&mut h);
+    h.finish()
 }
 
 pub(crate) struct Redis<W> {
@@ -176,9 +249,9 @@ pub(crate) struct Redis<W> {
 
 impl<W> Redis<W> {
     pub(crate) fn new(url: RedisUrl, target: Target, channel: &str, timeout: Duration, now: Instant) -> Self {
-        let link = || Link {
+        let link = |salt| Link {
             phase: Phase::Down { retry_at: now },
-            backoff: BACKOFF_MIN,
+            backoff: Backoff::new(jitter_seed(salt)),
             attempts: 0,
         };
         Redis {
@@ -186,8 +259,8 @@ impl<W> Redis<W> {
             target,
             channel: channel.as_bytes().to_vec(),
             timeout,
-            publisher: link(),
-            subscriber: link(),
+            publisher: link(1),
+            subscriber: link(2),
             reported_up: None,
             ever_up: false,
             stats: Stats::default(),
@@ -409,8 +482,8 @@ impl<W> Redis<W> {
                 Input::Closed => break true,
             }
         };
-        if s.is_ready() && link.backoff != BACKOFF_MIN {
-            link.backoff = BACKOFF_MIN;
+        if s.is_ready() && !link.backoff.is_reset() {
+            link.backoff.reset();
         }
         if closed {
             return Err("redis closed the connection".into());
@@ -430,8 +503,7 @@ impl<W> Redis<W> {
     ) {
         let was_up = self.is_up();
         let link = self.link(role);
-        let retry_at = now + link.backoff;
-        link.backoff = (link.backoff * 2).min(BACKOFF_MAX);
+        let retry_at = now + link.backoff.next_delay();
         let old = std::mem::replace(&mut link.phase, Phase::Down { retry_at });
         let mut failed = 0;
         if let Phase::Up(mut s) = old {
@@ -807,6 +879,46 @@ mod tests {
             retry_at: now + Duration::from_secs(4),
         };
         assert_eq!(r.retry_after(now), 4);
+    }
+
+    /// The delays of `n` failures in a row.
+    fn schedule(b: &mut Backoff, n: usize) -> Vec<Duration> {
+        (0..n).map(|_| b.next_delay()).collect()
+    }
+
+    #[test]
+    fn backoff_is_jittered_per_node_and_stays_within_bounds() {
+        let mut a = Backoff::new(jitter_seed(1));
+        let mut b = Backoff::new(jitter_seed(1));
+        let (sa, sb) = (schedule(&mut a, 12), schedule(&mut b, 12));
+        assert_ne!(sa, sb, "two nodes retry in lockstep");
+        for s in [&sa, &sb] {
+            let mut ceiling = BACKOFF_MIN;
+            for d in s {
+                assert!(
+                    *d >= ceiling / 2 && *d <= ceiling,
+                    "{d:?} outside [{:?}, {ceiling:?}]",
+                    ceiling / 2
+                );
+                ceiling = (ceiling * 2).min(BACKOFF_MAX);
+            }
+            assert!(s.iter().all(|d| *d <= BACKOFF_MAX));
+        }
+        // Not one lucky draw: at the ceiling, delays of many nodes spread
+        // over the upper half of the window.
+        let last: Vec<Duration> = (0..64)
+            .map(|i| *schedule(&mut Backoff::new(jitter_seed(i)), 12).last().unwrap())
+            .collect();
+        let (lo, hi) = (last.iter().min().unwrap(), last.iter().max().unwrap());
+        assert!(*hi - *lo > BACKOFF_MAX / 4, "spread {lo:?}..{hi:?}");
+        // A success starts the next failure from the bottom.
+        a.reset();
+        assert!(a.next_delay() <= BACKOFF_MIN);
+        // Same seed, same schedule: the jitter comes from the seed alone.
+        assert_eq!(
+            schedule(&mut Backoff::new(7), 5),
+            schedule(&mut Backoff::new(7), 5)
+        );
     }
 
     #[test]

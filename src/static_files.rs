@@ -121,7 +121,7 @@ pub const WHOAMI_PATH: &str = "/demo/whoami";
 /// nothing a register with that token would not.
 pub fn whoami(
     head: &Head,
-    user_for: impl FnOnce(&str) -> Option<String>,
+    user_for: impl FnOnce(&str) -> Result<String, &'static str>,
     push_key: bool,
     push_path: &str,
 ) -> Response {
@@ -137,8 +137,8 @@ pub fn whoami(
     let user = match token {
         None | Some("") => return refuse("missing token: send Authorization: Bearer <token>"),
         Some(t) => match user_for(t) {
-            Some(u) => u,
-            None => return refuse("token rejected"),
+            Ok(u) => u,
+            Err(why) => return refuse(why),
         },
     };
     let body = serde_json::json!({ "userId": user, "pushKey": push_key, "pushPath": push_path });

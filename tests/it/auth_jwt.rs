@@ -12,6 +12,9 @@ use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const SECRET: &str = "it-jwt-secret";
+/// The reasons a 4401 names for a forged and for an unreadable token.
+const SIG: &str = "bad token signature";
+const BAD: &str = "malformed token";
 const HS256: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 
 fn b64(bytes: &[u8]) -> String {
@@ -73,10 +76,11 @@ fn assert_accepted(addr: std::net::SocketAddr, token: &str, user: &str) {
     assert_eq!(r.body, "message sent to 0 clients", "the token is not the userId");
 }
 
-/// `token` is refused: with an id the error reply (code 4401) and the
-/// connection stays open, then without an id close 4401.
+/// `token` is refused saying `why`: with an id the error reply (code 4401)
+/// and the connection stays open, then without an id close 4401 with `why`
+/// as the reason (SPEC §4: refusals say why).
 #[track_caller]
-fn assert_rejected(addr: std::net::SocketAddr, token: &str, what: &str) {
+fn assert_rejected(addr: std::net::SocketAddr, token: &str, what: &str, why: &str) {
     let mut ws = ws_connect(addr, "/ws");
     send_text(
         &mut ws,
@@ -86,9 +90,9 @@ fn assert_rejected(addr: std::net::SocketAddr, token: &str, what: &str) {
     assert_eq!(v["id"], 9, "{what}: {v}");
     assert_eq!(v["ok"], false, "{what}: {v}");
     assert_eq!(v["code"], 4401, "{what}: {v}");
-    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {v}");
+    assert_eq!(v["error"], why, "{what}: {v}");
     send_text(&mut ws, &json!({"token": token, "event": "news"}).to_string());
-    assert_eq!(expect_close(&mut ws), 4401, "{what}");
+    assert_eq!(expect_close_frame(&mut ws), (4401, why.to_string()), "{what}");
 }
 
 fn temp_path(tag: &str) -> PathBuf {
@@ -149,7 +153,12 @@ fn valid_token_registers_as_its_sub() {
 fn expired_token_is_refused_with_4401() {
     let s = server();
     let claims = json!({"sub": "alice", "iat": now() - 7200, "exp": now() - 120}).to_string();
-    assert_rejected(s.addr, &jwt(HS256, &claims, SECRET), "exp 120 s ago");
+    assert_rejected(
+        s.addr,
+        &jwt(HS256, &claims, SECRET),
+        "exp 120 s ago",
+        "token expired",
+    );
     // A rejected register leaves the connection unbound, so a good token
     // on the same connection still works afterwards.
     let mut ws = ws_connect(s.addr, "/ws");
@@ -161,7 +170,7 @@ fn expired_token_is_refused_with_4401() {
     let v: Value = serde_json::from_str(&read_text(&mut ws)).unwrap();
     assert_eq!(
         v,
-        json!({"id": 1, "ok": false, "code": 4401, "error": "token rejected"})
+        json!({"id": 1, "ok": false, "code": 4401, "error": "token expired"})
     );
     register(&mut ws, &good("alice"), "news");
     let r = push(s.addr, "alice", "news", "after refusal");
@@ -173,15 +182,20 @@ fn expired_token_is_refused_with_4401() {
 fn not_yet_valid_token_is_refused() {
     let s = server();
     let claims = json!({"sub": "alice", "nbf": now() + 600, "exp": now() + 1200}).to_string();
-    assert_rejected(s.addr, &jwt(HS256, &claims, SECRET), "nbf in 10 min");
+    assert_rejected(
+        s.addr,
+        &jwt(HS256, &claims, SECRET),
+        "nbf in 10 min",
+        "token not valid yet",
+    );
 }
 
 #[test]
 fn bad_signatures_are_refused() {
     let s = server();
     let claims = json!({"sub": "alice", "exp": now() + 600}).to_string();
-    assert_rejected(s.addr, &jwt(HS256, &claims, "other-secret"), "wrong secret");
-    assert_rejected(s.addr, &jwt(HS256, &claims, ""), "empty secret");
+    assert_rejected(s.addr, &jwt(HS256, &claims, "other-secret"), "wrong secret", SIG);
+    assert_rejected(s.addr, &jwt(HS256, &claims, ""), "empty secret", SIG);
     // Payload swapped under a genuine signature (privilege escalation).
     let genuine = good("alice");
     let parts: Vec<&str> = genuine.split('.').collect();
@@ -190,6 +204,7 @@ fn bad_signatures_are_refused() {
         s.addr,
         &format!("{}.{admin}.{}", parts[0], parts[2]),
         "swapped payload",
+        SIG,
     );
     // One bit of the signature flipped.
     let mut sig = BASE64URL_NOPAD.decode(parts[2].as_bytes()).unwrap();
@@ -198,6 +213,7 @@ fn bad_signatures_are_refused() {
         s.addr,
         &format!("{}.{}.{}", parts[0], parts[1], b64(&sig)),
         "flipped signature bit",
+        SIG,
     );
     // Truncated signature and no signature at all.
     let short = b64(&BASE64URL_NOPAD.decode(parts[2].as_bytes()).unwrap()[..16]);
@@ -205,8 +221,14 @@ fn bad_signatures_are_refused() {
         s.addr,
         &format!("{}.{}.{short}", parts[0], parts[1]),
         "truncated sig",
+        SIG,
     );
-    assert_rejected(s.addr, &format!("{}.{}.", parts[0], parts[1]), "empty signature");
+    assert_rejected(
+        s.addr,
+        &format!("{}.{}.", parts[0], parts[1]),
+        "empty signature",
+        SIG,
+    );
     // The genuine token still works: none of the above broke the server.
     assert_accepted(s.addr, &genuine, "alice");
 }
@@ -222,19 +244,20 @@ fn algorithm_confusion_is_refused() {
         r#"{"alg":"None"}"#,
         r#"{"alg":"NONE"}"#,
     ] {
-        assert_rejected(s.addr, &format!("{}.{p}.", b64(header.as_bytes())), header);
+        assert_rejected(s.addr, &format!("{}.{p}.", b64(header.as_bytes())), header, BAD);
     }
     // alg none, but with a valid HS256 MAC appended anyway.
     assert_rejected(
         s.addr,
         &jwt(r#"{"alg":"none"}"#, &claims, SECRET),
         "none + HS256 MAC",
+        BAD,
     );
     // HS512 correctly signed with the shared secret: not HS256, refused.
     let h512 = b64(br#"{"alg":"HS512","typ":"JWT"}"#);
     let input = format!("{h512}.{p}");
     let sig = b64(&hs512(SECRET.as_bytes(), input.as_bytes()));
-    assert_rejected(s.addr, &format!("{input}.{sig}"), "HS512");
+    assert_rejected(s.addr, &format!("{input}.{sig}"), "HS512", BAD);
     // RS256 / ES256 headers with an HMAC made from the secret (key confusion).
     for header in [
         r#"{"alg":"RS256","typ":"JWT"}"#,
@@ -243,7 +266,7 @@ fn algorithm_confusion_is_refused() {
         r#"{"typ":"JWT"}"#,
         r#"{"alg":["HS256"]}"#,
     ] {
-        assert_rejected(s.addr, &jwt(header, &claims, SECRET), header);
+        assert_rejected(s.addr, &jwt(header, &claims, SECRET), header, BAD);
     }
 }
 
@@ -259,7 +282,7 @@ fn missing_or_unusable_sub_is_refused() {
         json!({"user": "alice", "exp": exp}),
     ] {
         let c = claims.to_string();
-        assert_rejected(s.addr, &jwt(HS256, &c, SECRET), &c);
+        assert_rejected(s.addr, &jwt(HS256, &c, SECRET), &c, "token has no sub");
     }
 }
 
@@ -299,7 +322,7 @@ fn garbage_tokens_are_refused() {
         ),
     ];
     for token in &garbage {
-        assert_rejected(s.addr, token, token);
+        assert_rejected(s.addr, token, token, BAD);
     }
 }
 
@@ -350,7 +373,7 @@ fn independent_vector_is_accepted() {
     let s = spawn_bin(&["--jwt-secret", "vector-secret"]);
     assert_accepted(s.addr, VECTOR, "vector-user");
     let other = spawn_bin(&["--jwt-secret", "vector-secreT"]);
-    assert_rejected(other.addr, VECTOR, "vector under another secret");
+    assert_rejected(other.addr, VECTOR, "vector under another secret", SIG);
 }
 
 #[test]
@@ -392,6 +415,7 @@ fn wspush_token_mints_a_token_the_server_accepts() {
         s.addr,
         String::from_utf8(out.stdout).unwrap().trim(),
         "other secret",
+        SIG,
     );
 }
 
@@ -429,8 +453,9 @@ fn jwt_secret_file_works() {
         s.addr,
         &jwt(HS256, &claims, "file-secret\n"),
         "secret with the newline",
+        SIG,
     );
-    assert_rejected(s.addr, &good("dave"), "token for another secret");
+    assert_rejected(s.addr, &good("dave"), "token for another secret", SIG);
     // `wspush token` reads the same file.
     let out = wspush_token(&["--jwt-secret-file", file.path(), "--sub", "erin"], &[]);
     assert!(out.status.success());
@@ -448,9 +473,139 @@ fn auth_failures_metric_counts_rejections() {
     );
     let forged = jwt(HS256, &json!({"sub": "a"}).to_string(), "nope");
     // Two refusals each (one with an id, one closing), plus a good register.
-    assert_rejected(s.addr, &expired, "expired");
-    assert_rejected(s.addr, &forged, "forged");
-    assert_rejected(s.addr, "garbage", "garbage");
+    assert_rejected(s.addr, &expired, "expired", "token expired");
+    assert_rejected(s.addr, &forged, "forged", SIG);
+    assert_rejected(s.addr, "garbage", "garbage", BAD);
     let _ws = connect_registered(s.addr, &good("alice"), "news");
     assert_eq!(metric(s.addr, "wspush_auth_failures_total"), 6);
+}
+
+/// SPEC §4 and §9: `--jwt-secret-file` holds one secret per line (blank
+/// lines ignored), each verifies; with `--jwt-secret` too, that one also
+/// verifies and is the one `wspush token` mints with.
+#[test]
+fn secret_file_lines_and_the_flag_all_verify() {
+    let file = TempFile::new("rotation", "new-secret\n\n   \nold-secret\r\n");
+    let claims = json!({"sub": "gina", "exp": now() + 600}).to_string();
+    let s = spawn_bin(&["--jwt-secret", "flag-secret", "--jwt-secret-file", file.path()]);
+    for secret in ["flag-secret", "new-secret", "old-secret"] {
+        assert_accepted(s.addr, &jwt(HS256, &claims, secret), "gina");
+    }
+    assert_rejected(
+        s.addr,
+        &jwt(HS256, &claims, "   "),
+        "a blank line is no secret",
+        SIG,
+    );
+    assert_rejected(
+        s.addr,
+        &jwt(HS256, &claims, "old-secret\r"),
+        "CR is not part of it",
+        SIG,
+    );
+    assert_rejected(s.addr, &good("gina"), "not listed", SIG);
+
+    // Minting: the flag's secret when given, else the file's first line;
+    // by flag or by env twin.
+    let mint = |args: &[&str], envs: &[(&str, &str)]| -> String {
+        let mut all = args.to_vec();
+        all.extend(["--sub", "hal"]);
+        let out = wspush_token(&all, envs);
+        assert!(
+            out.status.success(),
+            "{args:?} {envs:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let signed_with = |token: &str| -> &'static str {
+        let parts: Vec<&str> = token.split('.').collect();
+        let input = format!("{}.{}", parts[0], parts[1]);
+        ["flag-secret", "new-secret", "old-secret"]
+            .into_iter()
+            .find(|k| parts[2] == b64(&hs256(k.as_bytes(), input.as_bytes())))
+            .unwrap_or("none")
+    };
+    let f = file.path();
+    assert_eq!(signed_with(&mint(&["--jwt-secret-file", f], &[])), "new-secret");
+    assert_eq!(
+        signed_with(&mint(&[], &[("WSPUSH_JWT_SECRET_FILE", f)])),
+        "new-secret"
+    );
+    assert_eq!(
+        signed_with(&mint(
+            &["--jwt-secret", "flag-secret", "--jwt-secret-file", f],
+            &[]
+        )),
+        "flag-secret"
+    );
+    assert_eq!(
+        signed_with(&mint(
+            &["--jwt-secret-file", f],
+            &[("WSPUSH_JWT_SECRET", "flag-secret")]
+        )),
+        "flag-secret"
+    );
+    assert_eq!(
+        signed_with(&mint(
+            &[],
+            &[
+                ("WSPUSH_JWT_SECRET", "flag-secret"),
+                ("WSPUSH_JWT_SECRET_FILE", f)
+            ]
+        )),
+        "flag-secret"
+    );
+    assert_accepted(s.addr, &mint(&["--jwt-secret-file", f], &[]), "hal");
+}
+
+/// `wspush token --ttl` takes the same durations as every flag.
+#[test]
+fn wspush_token_ttl_takes_the_shared_duration_syntax() {
+    for (ttl, secs) in [
+        ("90", 90),
+        ("90s", 90),
+        ("15m", 900),
+        ("1.5h", 5400),
+        ("7d", 604_800),
+    ] {
+        let out = wspush_token(&["--jwt-secret", SECRET, "--sub", "a", "--ttl", ttl], &[]);
+        assert!(
+            out.status.success(),
+            "{ttl}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &BASE64URL_NOPAD
+                .decode(token.trim().split('.').nth(1).unwrap().as_bytes())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            secs,
+            "{ttl}"
+        );
+    }
+    for ttl in ["0", "500ms", "1e9", "-1h", "2y"] {
+        let out = wspush_token(&["--jwt-secret", SECRET, "--sub", "a", "--ttl", ttl], &[]);
+        assert_eq!(out.status.code(), Some(2), "{ttl}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--ttl"), "{ttl}");
+    }
+}
+
+/// An empty or blank secret file stops the server with status 2, naming it.
+#[test]
+fn a_secret_file_without_a_secret_is_refused() {
+    let file = TempFile::new("blank", "\n  \n");
+    let (code, err) = crate::binary_cli::run_to_exit(
+        &["--listen", "127.0.0.1:0", "--jwt-secret-file", file.path()],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("--jwt-secret-file {} holds no secret", file.path())),
+        "{err}"
+    );
 }

@@ -49,14 +49,20 @@ fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
 
+/// The 401 bodies (SPEC §4: they say whether the key was missing,
+/// malformed or wrong, and never show it).
+const MISSING: &str = "push key missing: send Authorization: Bearer <key>";
+const MALFORMED: &str = "push key malformed: Authorization must be \"Bearer <key>\"";
+const WRONG: &str = "push key wrong: the Bearer key does not match the server's";
+
 #[track_caller]
-fn assert_401(r: &HttpResponse, what: &str) {
+fn assert_401(r: &HttpResponse, what: &str, body: &str) {
     assert_eq!(r.status, 401, "{what}: {r:?}");
     let challenge = r
         .header("WWW-Authenticate")
         .unwrap_or_else(|| panic!("{what}: no challenge {r:?}"));
     assert!(challenge.contains("Bearer"), "{what}: {challenge:?}");
-    assert_eq!(r.body, "unauthorized", "{what}");
+    assert_eq!(r.body, body, "{what}");
 }
 
 /// Every way of not presenting the key gets 401 on every guarded endpoint;
@@ -69,28 +75,36 @@ fn check_guard(addr: SocketAddr, key: &str) {
     let other_case = bearer(&key.to_uppercase());
     let token_scheme = format!("Token {key}");
     let bare: &str = key;
-    let wrong: &[(&str, Vec<(&str, &str)>)] = &[
-        ("no Authorization", vec![]),
-        ("wrong key", vec![("Authorization", "Bearer wrong")]),
-        ("empty bearer", vec![("Authorization", "Bearer")]),
-        ("empty bearer with space", vec![("Authorization", "Bearer ")]),
-        ("key prefix", vec![("Authorization", &prefix)]),
-        ("key plus a byte", vec![("Authorization", &longer)]),
-        ("key in another case", vec![("Authorization", &other_case)]),
-        ("Basic user:key", vec![("Authorization", &basic_pair)]),
-        ("Basic key", vec![("Authorization", &basic_key)]),
-        ("Token scheme", vec![("Authorization", &token_scheme)]),
-        ("bare key", vec![("Authorization", bare)]),
+    /// What is wrong, the headers sent, the 401 body expected.
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let wrong: &[Case] = &[
+        ("no Authorization", vec![], MISSING),
+        ("wrong key", vec![("Authorization", "Bearer wrong")], WRONG),
+        ("empty bearer", vec![("Authorization", "Bearer")], MALFORMED),
+        (
+            "empty bearer with space",
+            vec![("Authorization", "Bearer ")],
+            MALFORMED,
+        ),
+        ("key prefix", vec![("Authorization", &prefix)], WRONG),
+        ("key plus a byte", vec![("Authorization", &longer)], WRONG),
+        ("key in another case", vec![("Authorization", &other_case)], WRONG),
+        ("Basic user:key", vec![("Authorization", &basic_pair)], MALFORMED),
+        ("Basic key", vec![("Authorization", &basic_key)], MALFORMED),
+        ("Token scheme", vec![("Authorization", &token_scheme)], MALFORMED),
+        ("bare key", vec![("Authorization", bare)], MALFORMED),
         (
             "key in another header",
             vec![("X-Push-Key", bare), ("X-Api-Key", bare)],
+            MISSING,
         ),
-        ("key as a cookie", vec![("Cookie", bare)]),
+        ("key as a cookie", vec![("Cookie", bare)], MISSING),
     ];
     for (method, path, body) in GUARDED {
-        for (what, headers) in wrong {
+        for (what, headers, why) in wrong {
             let r = request(addr, method, path, body, headers);
-            assert_401(&r, &format!("{method} {path}, {what}"));
+            assert_401(&r, &format!("{method} {path}, {what}"), why);
+            assert!(!r.body.contains(key), "{what}: the body shows the key");
         }
         // The key in the query string does not count either.
         let r = request(
@@ -100,7 +114,7 @@ fn check_guard(addr: SocketAddr, key: &str) {
             body,
             &[],
         );
-        assert_401(&r, &format!("{method} {path}, key in the query"));
+        assert_401(&r, &format!("{method} {path}, key in the query"), MISSING);
 
         let ok = request(addr, method, path, body, &[("Authorization", &bearer(key))]);
         assert_eq!(ok.status, 200, "{method} {path} with the key: {ok:?}");
@@ -164,7 +178,7 @@ fn json_errors_with_accept_json() {
             "{r:?}"
         );
         let v: Value = serde_json::from_str(&r.body).expect("JSON error body");
-        assert_eq!(v, json!({"error": "unauthorized"}), "{path}");
+        assert_eq!(v, json!({"error": WRONG}), "{path}");
     }
     let r = request(
         s.addr,
@@ -221,7 +235,7 @@ fn credentials_can_follow_a_401_on_the_same_connection() {
         body.len()
     );
     w.write_all(format!("{head}\r\n{body}").as_bytes()).unwrap();
-    assert_401(&read_response(&mut r), "first try");
+    assert_401(&read_response(&mut r), "first try", MISSING);
     w.write_all(format!("{head}Authorization: Bearer {KEY}\r\n\r\n{body}").as_bytes())
         .unwrap();
     let resp = read_response(&mut r);
@@ -232,16 +246,22 @@ fn credentials_can_follow_a_401_on_the_same_connection() {
 }
 
 /// The binary with stdout and stderr piped; stderr collected by a thread.
-struct Piped {
-    addr: SocketAddr,
+/// Shared with the other `auth_*` tests that read the log.
+pub(crate) struct Piped {
+    pub(crate) addr: SocketAddr,
     child: Child,
     stderr: Option<JoinHandle<String>>,
 }
 
 impl Piped {
-    fn start(args: &[&str]) -> Piped {
+    pub(crate) fn start(args: &[&str]) -> Piped {
+        Piped::start_env(args, &[])
+    }
+
+    pub(crate) fn start_env(args: &[&str], envs: &[(&str, &str)]) -> Piped {
         let mut child = command(env!("CARGO_BIN_EXE_wspush"))
             .args(args)
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -262,12 +282,17 @@ impl Piped {
     }
 
     /// Where to connect: the loopback address when bound to 0.0.0.0.
-    fn loopback(&self) -> SocketAddr {
+    pub(crate) fn loopback(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.addr.port()))
     }
 
     /// SIGTERM (so shutdown logging happens too), wait, and all of stderr.
-    fn finish(mut self) -> String {
+    pub(crate) fn finish(self) -> String {
+        self.finish_status().1
+    }
+
+    /// As `finish`, with the exit status.
+    pub(crate) fn finish_status(mut self) -> (std::process::ExitStatus, String) {
         let _ = command("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -279,8 +304,8 @@ impl Piped {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = self.child.wait();
-        self.stderr.take().unwrap().join().expect("stderr reader")
+        let status = self.child.wait().expect("wait");
+        (status, self.stderr.take().unwrap().join().expect("stderr reader"))
     }
 }
 

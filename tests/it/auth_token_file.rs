@@ -130,12 +130,16 @@ fn refused(code: u16, reason: &str) -> Value {
 fn assert_rejected(addr: SocketAddr, token: &str) {
     assert_eq!(
         try_register(addr, token),
-        refused(4401, "token rejected"),
+        refused(4401, "unknown token"),
         "{token}"
     );
     let mut ws = ws_connect(addr, "/ws");
     send_text(&mut ws, &json!({"token": token, "event": "e"}).to_string());
-    assert_eq!(expect_close(&mut ws), 4401, "{token}");
+    assert_eq!(
+        expect_close_frame(&mut ws),
+        (4401, "unknown token".into()),
+        "{token}"
+    );
 }
 
 /// `token` registers as `user` for `event`: a push to `user` on `event`
@@ -209,7 +213,7 @@ fn two_tokens_of_one_user_share_a_connection_other_users_get_4403() {
     // An unlisted token on a bound connection is still 4401, not 4403.
     send_text(&mut ws, r#"{"token":"t9","event":"e3","id":1}"#);
     let v: Value = serde_json::from_str(&read_text(&mut ws)).unwrap();
-    assert_eq!(v, refused(4401, "token rejected"));
+    assert_eq!(v, refused(4401, "unknown token"));
     send_text(&mut ws, r#"{"token":"t3","event":"e3"}"#);
     assert_eq!(expect_close(&mut ws), 4403);
     assert_eq!(push(s.addr, "bob", "e3", "x").body, "message sent to 0 clients");
@@ -258,7 +262,7 @@ fn sighup_reloads_the_table() {
 
     file.write("# rotated\nnew-tok bob\n");
     // Not before the HUP: the file is read at startup and on SIGHUP only.
-    assert_eq!(try_register(s.addr, "new-tok"), refused(4401, "token rejected"));
+    assert_eq!(try_register(s.addr, "new-tok"), refused(4401, "unknown token"));
     s.hup();
     eventually("new-tok accepted after SIGHUP", || {
         try_register(s.addr, "new-tok")["ok"] == true
@@ -274,7 +278,7 @@ fn sighup_reloads_the_table() {
     // connection stays bound and open.
     send_text(&mut a, r#"{"token":"old-tok","event":"e2","id":1}"#);
     let v: Value = serde_json::from_str(&read_text(&mut a)).unwrap();
-    assert_eq!(v, refused(4401, "token rejected"));
+    assert_eq!(v, refused(4401, "unknown token"));
     assert_eq!(
         push(s.addr, "alice", "e", "and still").body,
         "message sent to 1 clients"

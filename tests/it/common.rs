@@ -123,6 +123,23 @@ pub fn expect_close(ws: &mut Ws) -> u16 {
     }
 }
 
+/// Waits for the server's close frame; its code and reason.
+#[track_caller]
+pub fn expect_close_frame(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match read_msg(ws) {
+            Ok(Message::Close(Some(frame))) => {
+                let _ = ws.flush();
+                return (u16::from(frame.code), frame.reason.as_str().to_string());
+            }
+            Ok(Message::Close(None)) => panic!("close frame without a code"),
+            Ok(Message::Text(t)) => panic!("expected close, got text {t}"),
+            Ok(_) => continue,
+            Err(e) => panic!("expected a close frame, got error {e}"),
+        }
+    }
+}
+
 /// Asserts no message arrives for `for_how_long` (pings aside).
 #[track_caller]
 pub fn expect_silence(ws: &mut Ws, for_how_long: Duration) {
@@ -291,7 +308,7 @@ pub fn push(addr: SocketAddr, user: &str, event: &str, message: &str) -> HttpRes
 /// A raw `POST /push` request with `body`, for pipelining several in one write.
 pub fn push_request(body: &str) -> String {
     format!(
-        "POST /push HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /push HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
 }

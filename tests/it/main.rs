@@ -7,9 +7,11 @@
 mod common;
 
 mod auth_jwt;
+mod auth_local_push;
 mod auth_netns;
 mod auth_origins;
 mod auth_push_key;
+mod auth_refusal_logs;
 mod auth_token_file;
 mod bench_smoke;
 mod binary_cli;
@@ -34,6 +36,7 @@ mod push_limits;
 mod redis_harness;
 mod resilience_close_grace;
 mod resilience_emfile;
+mod resilience_logging;
 mod seed_demo_flow;
 mod shutdown_signal;
 mod static_files;
