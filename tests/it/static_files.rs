@@ -143,7 +143,7 @@ fn demo_whoami_maps_the_token_with_the_servers_auth() {
 
     // Refusals say why, as JSON whatever the Accept.
     for (auth, why) in [
-        ("Authorization: Bearer bad-token\r\n", "token rejected"),
+        ("Authorization: Bearer bad-token\r\n", "unknown token"),
         ("", "missing token: send Authorization: Bearer <token>"),
         (
             "Authorization: Bearer \r\n",

@@ -122,11 +122,11 @@ fn a_user_id_over_256_bytes_from_auth_is_a_rejected_token() {
         close_with_reason(&mut other),
         (4401, "userId too long".to_string())
     );
-    // A rejected token without more words says so, too.
+    // A token the hook refuses is an unknown token.
     let mut third = ws_connect(a, "/ws");
     send_text(&mut third, r#"{"token":"nobody","event":"e"}"#);
     assert_eq!(
         close_with_reason(&mut third),
-        (4401, "token rejected".to_string())
+        (4401, "unknown token".to_string())
     );
 }

@@ -209,7 +209,7 @@ test("in Chromium: a rejected token closes the demo page's client for good, with
     await page.fill("#event", "e");
     // No curl command for a token that cannot connect.
     await until(page, "the curl error", () => document.getElementById("curl").dataset.state == "error");
-    assert.equal(await page.textContent("#curl"), "# token rejected by the server: token rejected");
+    assert.equal(await page.textContent("#curl"), "# token rejected by the server: unknown token");
     await page.click("#subscribe");
     await until(page, "state closed", () => document.getElementById("state").textContent == "closed");
     await until(page, "the onAuthError line", () => [...document.querySelectorAll("#log li.error")].some((li) => li.textContent.includes("token rejected: 4401")));
