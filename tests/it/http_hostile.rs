@@ -121,7 +121,8 @@ fn a_body_of_tiny_chunks_is_judged_by_its_size_not_its_framing() {
     let message = "m".repeat(50_000);
     let body = serde_json::json!({"userId": "aaa", "event": "topic1", "message": message}).to_string();
     let mut req =
-        b"POST /push HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+        b"POST /push HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
     for b in body.bytes() {
         req.extend_from_slice(b"1\r\n");
         req.push(b);
@@ -143,7 +144,8 @@ fn chunk_extensions_over_256_bytes_are_a_bad_request() {
     let request = |ext_len: usize| {
         let mut ext = b";x=".to_vec();
         ext.resize(ext_len, b'y');
-        let mut req = b"POST /push HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let mut req =
+            b"POST /push HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         req.extend_from_slice(format!("{:x}", json.len()).as_bytes());
         req.extend_from_slice(&ext);
         req.extend_from_slice(b"\r\n");

@@ -125,8 +125,5 @@ fn a_user_id_over_256_bytes_from_auth_is_a_rejected_token() {
     // A token the hook refuses is an unknown token.
     let mut third = ws_connect(a, "/ws");
     send_text(&mut third, r#"{"token":"nobody","event":"e"}"#);
-    assert_eq!(
-        close_with_reason(&mut third),
-        (4401, "unknown token".to_string())
-    );
+    assert_eq!(close_with_reason(&mut third), (4401, "unknown token".to_string()));
 }
