@@ -400,9 +400,6 @@ pub struct Http {
     /// A cluster push is waiting for Redis to acknowledge it; the requests
     /// behind it wait too, so responses keep the pipeline's order.
     pub waiting: bool,
-    /// At least one request was answered: the socket is kept alive between
-    /// requests, and may be closed when idle to make room (see `idle`).
-    pub served: bool,
     /// While idle: its place in the loop's queue of idle HTTP sockets.
     pub idle: Option<u64>,
 }
@@ -584,7 +581,6 @@ impl Http {
             close_after: false,
             read_closed: false,
             waiting: false,
-            served: false,
             idle: None,
         }
     }

@@ -405,7 +405,13 @@ impl Loop {
         self.core.metrics.http_sockets += 1;
         debug!("connection {id} from {peer}");
         if !refuse {
-            self.core.arm(id, conn);
+            // Idle from the start: a socket that has sent nothing may be
+            // closed to make room, as nginx reuses a connection still
+            // waiting for its first request (else a flood of silent
+            // sockets would lock everyone out for the request timeout).
+            if let Some(conn) = self.conns.take(id) {
+                self.settle(id, conn, true);
+            }
             return;
         }
         if self
@@ -549,7 +555,7 @@ impl Loop {
             return;
         }
         h.release_buffer();
-        if h.served && h.idle.is_none() {
+        if h.idle.is_none() {
             let live = self.core.metrics.http_sockets as usize;
             let conns = &mut self.conns;
             h.idle = Some(self.idle.push(id, serial, live, |e| still_idle(conns, e)));
@@ -719,7 +725,6 @@ impl Loop {
                 Ok(Next::Request(head, body)) => {
                     handled += 1;
                     http.since = now;
-                    http.served = true;
                     self.core.metrics.http_requests += 1;
                     let style = ReplyStyle {
                         // After the peer's FIN every buffered request is still

@@ -251,7 +251,11 @@ fn at_the_cap_with_none_idle_a_new_socket_gets_503() {
     let a = server.addr;
     let (mut busy, mut busy_r) = raw_conn(a);
     busy.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
-    let (_silent, _) = raw_conn(a);
+    let (mut other, _) = raw_conn(a);
+    other.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    // Nothing tells when the server has read both beginnings: give it a
+    // moment, else a socket it has not read yet still counts as idle.
+    std::thread::sleep(Duration::from_millis(200));
     expect_503(a);
     expect_503(a);
 
@@ -270,6 +274,34 @@ fn at_the_cap_with_none_idle_a_new_socket_gets_503() {
         get(a, "/healthz").status,
         200,
         "an idle keep-alive socket made room again"
+    );
+}
+
+/// A socket that has sent nothing yet is idle too (as nginx reuses a
+/// connection still waiting for its first request): a flood of silent
+/// sockets cannot lock everyone out for the request timeout.
+#[test]
+fn at_the_cap_silent_sockets_make_room_oldest_first() {
+    let server = start_with(|b| b.configure(|c| c.max_http_connections = 3));
+    let a = server.addr;
+    let (_s1, mut r1) = raw_conn(a);
+    std::thread::sleep(Duration::from_millis(50));
+    let (_s2, mut r2) = raw_conn(a);
+    let (_s3, _r3) = raw_conn(a);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(get(a, "/healthz").status, 200, "a silent socket made room");
+    let mut buf = [0u8; 16];
+    r1.get_ref().set_read_timeout(Some(WAIT)).unwrap();
+    assert!(
+        matches!(r1.read(&mut buf), Ok(0) | Err(_)),
+        "the oldest silent socket was closed"
+    );
+    r2.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    assert!(
+        matches!(r2.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+        "the newer silent socket is still open"
     );
 }
 
