@@ -32,11 +32,7 @@ pub struct Malformed {
 /// names case-insensitively, so `{"Token": ...}` worked there): the exact
 /// key first, then any key equal ignoring ASCII case.
 pub fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })
+    crate::fields::lookup(obj, key)
 }
 
 fn non_empty_str(obj: &Map<String, Value>, key: &str) -> Option<String> {

@@ -4,32 +4,12 @@
 //! The flag table below is the single source for parsing, `--help` and the
 //! README's configuration table, so they cannot drift apart.
 
+use crate::cluster::url::RedisUrl;
 use crate::log::Level;
-use crate::redis::RedisUrl;
+pub use crate::secret::Secret;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// A key or secret: printed as `<redacted>` by `Debug`, so it never reaches
-/// a log line or a panic message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// All settings of a server. `Config::default()` is what `wspush` runs with.
 #[derive(Debug, Clone)]
@@ -38,6 +18,8 @@ pub struct Config {
     pub listen: String,
     /// Path of the WebSocket endpoint.
     pub ws_path: String,
+    /// Path of the Server-Sent Events endpoint.
+    pub sse_path: String,
     /// Path of the push endpoint (`/broadcast` and `/drop` are fixed).
     pub push_path: String,
     /// Open WebSocket connections allowed; upgrades over it get 503.
@@ -92,6 +74,7 @@ impl Default for Config {
         Config {
             listen: "0.0.0.0:12345".into(),
             ws_path: "/ws".into(),
+            sse_path: "/sse".into(),
             push_path: "/push".into(),
             max_connections: 10_000,
             max_http_connections: 1024,
@@ -117,11 +100,7 @@ impl Default for Config {
     }
 }
 
-/// Paths served by the loop besides the configurable two.
-pub const BROADCAST_PATH: &str = "/broadcast";
-pub const DROP_PATH: &str = "/drop";
-pub const HEALTH_PATH: &str = "/healthz";
-pub const METRICS_PATH: &str = "/metrics";
+use crate::http::route::{BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH};
 
 /// The largest byte limit accepted (1 GiB): far above any sane message,
 /// body or backlog, and low enough that no arithmetic on it overflows.
@@ -153,18 +132,25 @@ impl Config {
     /// instead of as a strange runtime behaviour.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
-        for (name, path) in [("ws-path", &self.ws_path), ("push-path", &self.push_path)] {
+        let paths = [
+            ("ws-path", &self.ws_path),
+            ("sse-path", &self.sse_path),
+            ("push-path", &self.push_path),
+        ];
+        for (name, path) in paths {
             if !path.starts_with('/') || path.contains('?') || path.contains(' ') {
                 return err(format!(
                     "--{name}: {path:?} must start with '/' and hold no '?' or space"
                 ));
             }
         }
-        let fixed = [BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH];
-        if self.ws_path == self.push_path {
-            return err("--ws-path and --push-path must differ".into());
+        for (i, (a, pa)) in paths.iter().enumerate() {
+            if let Some((b, _)) = paths[i + 1..].iter().find(|(_, pb)| pb == pa) {
+                return err(format!("--{a} and --{b} must differ"));
+            }
         }
-        for path in [&self.ws_path, &self.push_path] {
+        let fixed = [BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH];
+        for (_, path) in paths {
             if fixed.contains(&path.as_str()) {
                 return err(format!("path {path} is already used by a built-in endpoint"));
             }
@@ -360,6 +346,16 @@ const FLAGS: &[Flag] = &[
         help: "WebSocket endpoint (default /ws)",
         set: |c, v| {
             c.ws_path = v.to_string();
+            Ok(())
+        },
+    },
+    Flag {
+        name: "sse-path",
+        env: "WSPUSH_SSE_PATH",
+        metavar: "PATH",
+        help: "Server-Sent Events endpoint: GET PATH?event=E&token=T streams pushes (default /sse)",
+        set: |c, v| {
+            c.sse_path = v.to_string();
             Ok(())
         },
     },

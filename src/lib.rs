@@ -26,36 +26,47 @@
 #[macro_use]
 mod log;
 
+mod api;
 mod auth;
 mod binder;
+mod close;
 mod cluster;
 /// The client command parser; public for fuzz targets and property tests.
 #[doc(hidden)]
 pub mod command;
+mod commands;
 pub mod config;
 mod conn;
+mod delivery;
 mod event_loop;
+mod fields;
+/// The HTTP parsers; public for fuzz targets.
+#[doc(hidden)]
 pub mod http;
-mod jwt;
+mod hub;
+mod idle;
 mod metrics;
 mod names;
+mod outbound;
+mod payload;
 mod push;
-mod redis;
-/// The Redis protocol parser; public for fuzz targets.
-#[doc(hidden)]
-pub mod resp;
+mod requests;
+mod secret;
+mod session;
 mod slab;
 mod static_files;
 mod timers;
-mod token_file;
 mod trim;
-mod ws;
 
+pub use api::{ClientMessage, Error, OnMessage, Reply};
+pub use auth::jwt::{parse_ttl, sign as sign_jwt, unix_now};
 pub use auth::Request;
-pub use config::{Config, ConfigError, Secret};
-pub use jwt::{parse_ttl, sign as sign_jwt, unix_now};
+pub use cluster::redis::{RedisAddr, RedisUrl};
+#[doc(hidden)]
+pub use cluster::resp;
+pub use config::{Config, ConfigError};
 pub use log::Level;
-pub use redis::{RedisAddr, RedisUrl};
+pub use secret::Secret;
 
 /// Waits, at most `limit`, until the log lines queued so far are written
 /// to stderr; call it before the process exits. The server never writes
@@ -65,7 +76,8 @@ pub fn flush_log(limit: std::time::Duration) {
     log::flush(limit)
 }
 
-use event_loop::{Control, Hooks, Loop, LISTENER, SIGNALS, WAKER};
+use event_loop::{Control, Loop, LISTENER, SIGNALS, WAKER};
+use hub::Hooks;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Waker};
 use push::PushRequest;
@@ -75,79 +87,6 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
-
-/// A client frame that is not a command, as the message hook sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientMessage<'a> {
-    Text(&'a str),
-    Binary(&'a [u8]),
-}
-
-/// What a message hook may send back on the same connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    Text(String),
-    Binary(Vec<u8>),
-}
-
-/// The seed's `AfterReadFunc`: called with the connection's user (if it
-/// registered) for each frame that is not a command.
-pub type OnMessage = Box<dyn FnMut(Option<&str>, ClientMessage<'_>) -> Option<Reply> + Send>;
-
-/// Errors at the library's edge.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// The configuration is unusable.
-    Config(ConfigError),
-    /// Binding the address or setting up the poller failed.
-    Io(io::Error),
-    /// The server is not running (any more); nothing was pushed.
-    Stopped,
-    /// Cluster mode: Redis is unreachable, or did not acknowledge the push
-    /// in time (it may still have been delivered). Retry later.
-    Unavailable(String),
-    /// A name over its limit (256 bytes for events and userIds); the
-    /// reason is the one a push over HTTP gets (`event too long`, `userId
-    /// too long`). Nothing was sent.
-    Invalid(String),
-    /// The message's frame (in the envelope form, the biggest a receiver
-    /// can get) is larger than `max_backlog_bytes`, `limit`: no receiver
-    /// could queue it, so nothing was sent (over HTTP: 413).
-    TooLarge { limit: usize },
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Config(e) => write!(f, "configuration: {e}"),
-            Error::Io(e) => write!(f, "{e}"),
-            Error::Stopped => f.write_str("the server is not running"),
-            Error::Unavailable(why) => write!(f, "cluster unavailable: {why}"),
-            Error::Invalid(why) => write!(f, "request data illegal: {why}"),
-            Error::TooLarge { limit } => write!(
-                f,
-                "request data illegal: message larger than the backlog limit ({limit} bytes)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Config(e) => Some(e),
-            Error::Io(e) => Some(e),
-            Error::Stopped | Error::Unavailable(_) | Error::Invalid(_) | Error::TooLarge { .. } => None,
-        }
-    }
-}
-
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Error {
-        Error::Io(e)
-    }
-}
 
 /// Builds a [`Server`]: settings, auth hooks, message hook.
 pub struct Builder {
@@ -263,7 +202,7 @@ impl Builder {
         };
         let addr = resolve(&self.config.listen)?;
         let redis_target = match &self.config.redis {
-            Some(url) => Some(redis::resolve(url).map_err(|e| Error::Config(ConfigError(e)))?),
+            Some(url) => Some(cluster::redis::resolve(url).map_err(|e| Error::Config(ConfigError(e)))?),
             None => None,
         };
         let mut listener = listen(addr)?;
@@ -365,7 +304,7 @@ impl Builder {
         Ok(if let Some(f) = self.token_auth.take() {
             auth::ConnAuth::Hook(f)
         } else if let Some(path) = &c.auth_tokens {
-            let table = token_file::load(path).map_err(|e| Error::Config(ConfigError(e)))?;
+            let table = auth::token_file::load(path).map_err(|e| Error::Config(ConfigError(e)))?;
             info!("connection auth: {} tokens from {}", table.len(), path.display());
             auth::ConnAuth::TokenFile {
                 path: path.clone(),
@@ -429,7 +368,7 @@ struct Parts {
     rx: Receiver<Control>,
     config: Config,
     hooks: Hooks,
-    redis_target: Option<redis::Target>,
+    redis_target: Option<cluster::redis::Target>,
     /// Said once the server runs, after `listening on`.
     warnings: Vec<String>,
 }

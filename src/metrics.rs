@@ -4,22 +4,24 @@
 //! thread touches them. Gauges that the binder already knows (users,
 //! subscriptions) are read from it when rendering instead of kept twice.
 
+use crate::session::Transport;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Open WebSocket connections (bound or not, not yet closing).
-    pub connections: u64,
+    /// Open subscriber connections by transport (bound or not, not yet
+    /// closing).
+    pub connections: PerTransport,
     /// Open TCP connections of any kind.
     pub sockets: u64,
     /// Open TCP connections that are not WebSocket: HTTP requests,
     /// keep-alive, closing after a response (`--max-http-connections`).
     pub http_sockets: u64,
     pub pushes: u64,
-    pub messages_delivered: u64,
-    pub bytes_out: u64,
-    pub slow_consumer_drops: u64,
+    pub messages_delivered: PerTransport,
+    pub bytes_out: PerTransport,
+    pub slow_consumer_drops: PerTransport,
     pub auth_failures: u64,
     pub http_requests: u64,
     /// Error responses by status code.
@@ -27,6 +29,29 @@ pub struct Metrics {
     /// Cluster mode: records received that failed the checks.
     pub redis_bad_records: u64,
     pub redis_publish_latency: Histogram,
+}
+
+/// A connection metric, one value per transport (SPEC §7: the label
+/// `transport="ws"|"sse"`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PerTransport([u64; 2]);
+
+impl PerTransport {
+    pub fn get(&self, t: Transport) -> u64 {
+        self.0[t as usize]
+    }
+
+    pub fn add(&mut self, t: Transport, n: u64) {
+        self.0[t as usize] += n;
+    }
+
+    pub fn sub(&mut self, t: Transport, n: u64) {
+        self.0[t as usize] -= n;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
 }
 
 /// Values read from elsewhere at render time.
@@ -93,15 +118,39 @@ impl Metrics {
 
     pub fn render(&self, g: &Gauges) -> String {
         let mut s = String::with_capacity(1024);
+        let mut labelled = |name: &str, kind: &str, help: &str, value: &PerTransport| {
+            let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+            for t in Transport::ALL {
+                let _ = writeln!(s, "{name}{{transport=\"{}\"}} {}", t.label(), value.get(t));
+            }
+        };
+        labelled(
+            "wspush_connections",
+            "gauge",
+            "Open subscriber connections (WebSocket or SSE).",
+            &self.connections,
+        );
+        labelled(
+            "wspush_messages_delivered_total",
+            "counter",
+            "Messages handed to connections.",
+            &self.messages_delivered,
+        );
+        labelled(
+            "wspush_bytes_out_total",
+            "counter",
+            "Payload bytes of delivered messages.",
+            &self.bytes_out,
+        );
+        labelled(
+            "wspush_slow_consumer_drops_total",
+            "counter",
+            "Connections closed with 4008 for not reading.",
+            &self.slow_consumer_drops,
+        );
         let mut one = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
         };
-        one(
-            "wspush_connections",
-            "gauge",
-            "Open WebSocket connections.",
-            self.connections,
-        );
         one(
             "wspush_sockets",
             "gauge",
@@ -131,24 +180,6 @@ impl Metrics {
             "counter",
             "Push, broadcast and library push requests handled.",
             self.pushes,
-        );
-        one(
-            "wspush_messages_delivered_total",
-            "counter",
-            "Messages handed to connections.",
-            self.messages_delivered,
-        );
-        one(
-            "wspush_bytes_out_total",
-            "counter",
-            "Payload bytes of delivered messages.",
-            self.bytes_out,
-        );
-        one(
-            "wspush_slow_consumer_drops_total",
-            "counter",
-            "Connections closed with 4008 for not reading.",
-            self.slow_consumer_drops,
         );
         one(
             "wspush_auth_failures_total",
@@ -228,10 +259,11 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let mut m = Metrics {
-            connections: 2,
             pushes: 5,
             ..Metrics::default()
         };
+        m.connections.add(Transport::Ws, 2);
+        m.connections.add(Transport::Sse, 1);
         m.http_error(404);
         m.http_error(404);
         m.http_error(400);
@@ -241,7 +273,8 @@ mod tests {
             redis: None,
         });
         assert!(!s.contains("redis"));
-        assert!(s.contains("\nwspush_connections 2\n"));
+        assert!(s.contains("\nwspush_connections{transport=\"ws\"} 2\n"));
+        assert!(s.contains("\nwspush_connections{transport=\"sse\"} 1\n"));
         assert!(s.contains("\nwspush_registered_users 1\n"));
         assert!(s.contains("\nwspush_subscriptions 3\n"));
         assert!(s.contains("\nwspush_pushes_total 5\n"));

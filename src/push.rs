@@ -1,18 +1,15 @@
 //! `/push`, `/broadcast` and `/drop`: checking the request body, and the
-//! one prepared payload a push shares between all its receivers.
+//! request it becomes (`PushRequest`, also the cluster record's body).
 //!
 //! A body is turned into a `PushRequest` here or refused with a one-line
 //! reason; the loop never sees unchecked JSON.
 
-use crate::http::response::Decimal;
+use crate::fields::Field;
 use crate::names;
-use crate::ws;
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::borrow::Cow;
-use std::cell::OnceCell;
 use std::collections::HashSet;
-use std::rc::Rc;
 
 /// Which push endpoint a body was posted to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +38,70 @@ pub enum PushRequest {
         event: Option<String>,
         reconnect: bool,
     },
+}
+
+impl PushRequest {
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            PushRequest::Push { .. } => Endpoint::Push,
+            PushRequest::Broadcast { .. } => Endpoint::Broadcast,
+            PushRequest::Drop { .. } => Endpoint::Drop,
+        }
+    }
+
+    /// The event and message of a push or broadcast.
+    pub fn message(&self) -> Option<(&str, &Value)> {
+        match self {
+            PushRequest::Push { event, message, .. } | PushRequest::Broadcast { event, message } => {
+                Some((event, message))
+            }
+            PushRequest::Drop { .. } => None,
+        }
+    }
+}
+
+/// Users in order, each once: nobody gets a message twice.
+pub fn distinct(users: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::with_capacity(users.len());
+    users.into_iter().filter(|u| seen.insert(u.clone())).collect()
+}
+
+/// A request as the body of its endpoint: what a cluster record carries,
+/// and what `parse` reads back.
+impl serde::Serialize for PushRequest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        match self {
+            PushRequest::Push {
+                users,
+                event,
+                message,
+            } => {
+                map.serialize_entry("userIds", users)?;
+                map.serialize_entry("event", event)?;
+                map.serialize_entry("message", message)?;
+            }
+            PushRequest::Broadcast { event, message } => {
+                map.serialize_entry("event", event)?;
+                map.serialize_entry("message", message)?;
+            }
+            PushRequest::Drop {
+                user,
+                event,
+                reconnect,
+            } => {
+                map.serialize_entry("userId", user)?;
+                if let Some(event) = event {
+                    map.serialize_entry("event", event)?;
+                }
+                if !reconnect {
+                    map.serialize_entry("reconnect", &false)?;
+                }
+            }
+        }
+        map.end()
+    }
 }
 
 /// One field's value, as far as checking a push body needs it: strings
@@ -124,36 +185,6 @@ impl<'de> Deserialize<'de> for Key<'de> {
             }
         }
         d.deserialize_str(KeyVisitor)
-    }
-}
-
-/// One field of the body, looked up the way `command::field` looks a key
-/// up in a parsed object (the Go seed matched names ignoring ASCII case):
-/// the exact key wins; else the smallest key equal to the name ignoring
-/// case; of repeated keys the last value counts.
-struct Field<'a, T> {
-    exact: Option<T>,
-    folded: Option<(Cow<'a, str>, T)>,
-}
-
-impl<'a, T> Field<'a, T> {
-    fn new() -> Self {
-        Field {
-            exact: None,
-            folded: None,
-        }
-    }
-
-    fn offer(&mut self, name: &str, key: Cow<'a, str>, value: T) {
-        if key == name {
-            self.exact = Some(value);
-        } else if self.folded.as_ref().is_none_or(|(k, _)| key <= *k) {
-            self.folded = Some((key, value));
-        }
-    }
-
-    fn take(self) -> Option<T> {
-        self.exact.or(self.folded.map(|(_, v)| v))
     }
 }
 
@@ -245,15 +276,11 @@ fn users(user_id: Option<Json<'_>>, user_ids: Option<Json<'_>>) -> Result<Vec<St
             if list.is_empty() {
                 return Err("userIds is empty".into());
             }
-            let mut seen = HashSet::new();
-            let mut out = Vec::with_capacity(list.len());
-            for v in list {
-                let u = non_empty_string(Some(v), "each of userIds")?;
-                if seen.insert(u.clone()) {
-                    out.push(u);
-                }
-            }
-            Ok(out)
+            let list: Result<Vec<String>, String> = list
+                .into_iter()
+                .map(|v| non_empty_string(Some(v), "each of userIds"))
+                .collect();
+            Ok(distinct(list?))
         }
         (None, Some(_)) => Err("userIds must be an array of strings".into()),
     }
@@ -273,7 +300,7 @@ fn not_an_object(body: &[u8], e: serde_json::Error) -> String {
 
 impl Fields<'_> {
     fn has(field: &Field<'_, impl Sized>) -> bool {
-        field.exact.is_some() || field.folded.is_some()
+        field.is_offered()
     }
 
     /// SPEC §2: a field of another endpoint refuses the whole body, in
@@ -362,183 +389,6 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<PushRequest, String> {
     };
     check_names(&req)?;
     Ok(req)
-}
-
-/// Counts what is written to it: the length of a serialization without
-/// keeping it.
-struct Counter(usize);
-
-impl std::io::Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn json_len(v: &(impl serde::Serialize + ?Sized)) -> usize {
-    let mut c = Counter(0);
-    // Serializing strings and `Value`s cannot fail but by I/O, and
-    // `Counter` never fails.
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
-}
-
-/// Bytes of a message as a receiver gets it (the raw form): a string as
-/// is, any other value as its compact JSON.
-pub fn message_len(message: &Value) -> usize {
-    match message {
-        Value::String(s) => s.len(),
-        other => json_len(other),
-    }
-}
-
-/// Bytes of a server frame carrying `payload` bytes.
-fn frame_len(payload: usize) -> usize {
-    payload
-        + if payload < 126 {
-            2
-        } else if payload <= usize::from(u16::MAX) {
-            4
-        } else {
-            10
-        }
-}
-
-/// The frame a receiver in envelope mode gets: `{"event":E,"message":M}`.
-struct Envelope<'a> {
-    event: &'a str,
-    message: &'a Value,
-}
-
-impl serde::Serialize for Envelope<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(2))?;
-        map.serialize_entry("event", self.event)?;
-        map.serialize_entry("message", self.message)?;
-        map.end()
-    }
-}
-
-/// SPEC §12: true when every frame this push or broadcast puts in a
-/// receiver's queue fits `limit` (the backlog limit). The envelope form is
-/// the biggest (the raw text plus the event, with the message escaped when
-/// it is a string). A message that does not fit is refused at the push;
-/// sent, it would close every receiver with 4008 instead.
-///
-/// Escaping makes a string at most six times longer, so a short message
-/// is cleared without a pass over it; only a near miss is measured.
-pub fn fits_backlog(req: &PushRequest, limit: usize) -> bool {
-    let (event, message) = match req {
-        PushRequest::Push { event, message, .. } | PushRequest::Broadcast { event, message } => {
-            (event, message)
-        }
-        PushRequest::Drop { .. } => return true,
-    };
-    const WRAPPING: usize = 10 + r#"{"event":,"message":}"#.len();
-    if let Value::String(m) = message {
-        let bound = WRAPPING + 6 * event.len() + 2 + 6 * m.len() + 2;
-        if bound <= limit {
-            return true;
-        }
-    }
-    frame_len(json_len(&Envelope { event, message })) <= limit
-}
-
-/// A pushed message framed once and shared by every receiving connection:
-/// each receiver gets the same bytes, written straight from this buffer.
-pub struct Payload<'a> {
-    event: &'a str,
-    message: &'a Value,
-    /// Length of the raw message text (for the bytes-out counter).
-    raw_len: usize,
-    raw: Rc<[u8]>,
-    envelope: OnceCell<Rc<[u8]>>,
-}
-
-impl<'a> Payload<'a> {
-    pub fn new(event: &'a str, message: &'a Value) -> Payload<'a> {
-        let text = match message {
-            // A string is sent byte for byte, as the seed did.
-            Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
-            other => std::borrow::Cow::Owned(other.to_string()),
-        };
-        Payload {
-            event,
-            message,
-            raw_len: text.len(),
-            raw: Rc::from(ws::data_frame(true, text.as_bytes())),
-            envelope: OnceCell::new(),
-        }
-    }
-
-    /// The encoded frame for one connection; the envelope form is built on
-    /// first use only, so pushes with no envelope clients never pay for it.
-    pub fn frame(&self, envelope: bool) -> &Rc<[u8]> {
-        if !envelope {
-            return &self.raw;
-        }
-        self.envelope.get_or_init(|| {
-            let envelope = Envelope {
-                event: self.event,
-                message: self.message,
-            };
-            let s = serde_json::to_vec(&envelope).unwrap_or_default();
-            Rc::from(ws::data_frame(true, &s))
-        })
-    }
-
-    /// Payload bytes of the frame `frame(envelope)` returns.
-    pub fn payload_len(&self, envelope: bool) -> usize {
-        if envelope {
-            let f = self.frame(true);
-            f.len() - header_len(f.len())
-        } else {
-            self.raw_len
-        }
-    }
-}
-
-/// Header size of a server frame of total length `total`.
-fn header_len(total: usize) -> usize {
-    if total < 2 + 126 {
-        2
-    } else if total <= 4 + usize::from(u16::MAX) {
-        4
-    } else {
-        10
-    }
-}
-
-/// `message sent to N clients` or `{"sent": N}`.
-pub fn sent_body(n: usize, json: bool) -> String {
-    if json {
-        counted("{\"sent\":", n, "}")
-    } else {
-        counted("message sent to ", n, " clients")
-    }
-}
-
-/// `dropped N clients` or `{"dropped": N}`.
-pub fn dropped_body(n: usize, json: bool) -> String {
-    if json {
-        counted("{\"dropped\":", n, "}")
-    } else {
-        counted("dropped ", n, " clients")
-    }
-}
-
-/// `{prefix}{n}{suffix}`, sized once, without `format!`.
-fn counted(prefix: &str, n: usize, suffix: &str) -> String {
-    let n = Decimal::new(n);
-    let mut s = String::with_capacity(prefix.len() + n.as_bytes().len() + suffix.len());
-    s.push_str(prefix);
-    s.push_str(n.as_str());
-    s.push_str(suffix);
-    s
 }
 
 #[cfg(test)]
@@ -860,37 +710,6 @@ mod tests {
         assert_eq!(parse(Endpoint::Drop, d.as_bytes()), Err("event too long".into()));
     }
 
-    /// The check must agree with the frames actually built, on both sides
-    /// of the limit, for strings that escape a lot and for other values.
-    #[test]
-    fn backlog_fit_agrees_with_the_envelope_frame() {
-        let messages = [
-            json!("plain"),
-            json!("\u{1}\"\\\n".repeat(300)),
-            json!("é".repeat(5000)),
-            json!({"k": [1, 2.5, "x\u{0}"], "n": null}),
-            json!("x".repeat(70_000)),
-        ];
-        for m in &messages {
-            let req = PushRequest::Broadcast {
-                event: "ev\"".into(),
-                message: m.clone(),
-            };
-            let p = Payload::new("ev\"", m);
-            let biggest = p.frame(true).len();
-            assert!(biggest >= p.frame(false).len());
-            assert!(fits_backlog(&req, biggest), "{biggest}");
-            assert!(!fits_backlog(&req, biggest - 1), "{biggest}");
-            assert_eq!(message_len(m), p.payload_len(false));
-        }
-        let drop = PushRequest::Drop {
-            user: "u".into(),
-            event: None,
-            reconnect: true,
-        };
-        assert!(fits_backlog(&drop, 0));
-    }
-
     #[test]
     fn reasons_name_the_problem() {
         let reason = |body: &str| push(body).unwrap_err();
@@ -917,46 +736,6 @@ mod tests {
         assert_eq!(
             reason(r#"{"userId":"u","event":"e","message":null}"#),
             "message is null"
-        );
-    }
-
-    /// Decodes one of our server frames back to its text.
-    fn text_of(frame: &[u8]) -> String {
-        let mut sock = tungstenite::protocol::frame::FrameSocket::new(std::io::Cursor::new(frame.to_vec()));
-        let f = sock.read(None).unwrap().expect("a frame");
-        String::from_utf8(f.payload().to_vec()).unwrap()
-    }
-
-    #[test]
-    fn payload_text_and_envelope() {
-        let m = json!("a \"quoted\" é");
-        let p = Payload::new("ev", &m);
-        assert_eq!(text_of(p.frame(false)), "a \"quoted\" é");
-        assert_eq!(p.payload_len(false), "a \"quoted\" é".len());
-        let env: Value = serde_json::from_str(&text_of(p.frame(true))).unwrap();
-        assert_eq!(env, json!({"event": "ev", "message": "a \"quoted\" é"}));
-        assert_eq!(p.payload_len(true), text_of(p.frame(true)).len());
-        let m = json!({"b": 1, "a": [true, 2.5]});
-        let p = Payload::new("ev", &m);
-        let back: Value = serde_json::from_str(&text_of(p.frame(false))).unwrap();
-        assert_eq!(back, m);
-        assert!(!text_of(p.frame(false)).contains(' '));
-        let big = json!("x".repeat(70_000));
-        let p = Payload::new("ev", &big);
-        assert_eq!(p.payload_len(true), text_of(p.frame(true)).len());
-    }
-
-    #[test]
-    fn bodies() {
-        assert_eq!(sent_body(3, false), "message sent to 3 clients");
-        assert_eq!(sent_body(3, true), r#"{"sent":3}"#);
-        assert_eq!(dropped_body(0, false), "dropped 0 clients");
-        assert_eq!(dropped_body(2, true), r#"{"dropped":2}"#);
-        assert_eq!(sent_body(0, false), "message sent to 0 clients");
-        assert_eq!(sent_body(1_234_567, false), "message sent to 1234567 clients");
-        assert_eq!(
-            sent_body(usize::MAX, true),
-            format!("{{\"sent\":{}}}", usize::MAX)
         );
     }
 }

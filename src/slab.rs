@@ -54,13 +54,6 @@ impl<T> Slab<T> {
         self.len -= 1;
     }
 
-    /// Removes and returns the value at `i`.
-    pub fn remove(&mut self, i: usize) -> Option<T> {
-        let v = self.take(i)?;
-        self.release(i);
-        Some(v)
-    }
-
     /// Number of stored values, taken ones included.
     #[cfg(test)]
     pub fn len(&self) -> usize {
@@ -91,7 +84,8 @@ mod tests {
         let taken = s.take(a).unwrap();
         assert_eq!(s.insert("c"), 2, "a taken slot is not free");
         s.put_back(a, taken);
-        assert_eq!(s.remove(b), Some("b"));
+        assert_eq!(s.take(b), Some("b"));
+        s.release(b);
         assert_eq!(s.insert("d"), b);
         assert_eq!(s.len(), 3);
         assert_eq!(s.indices(), vec![0, 1, 2]);

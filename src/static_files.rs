@@ -22,7 +22,6 @@ use std::cell::OnceCell;
 
 /// One embedded file.
 pub struct StaticFile {
-    pub path: &'static str,
     pub content_type: &'static str,
     pub body: &'static str,
     /// Loadable from any origin (the client files).
@@ -69,12 +68,16 @@ const FILES: [(&str, &str, &str, bool); 5] = [
     ),
 ];
 
+/// The index of the file served at `path`, if one is.
+pub fn index_of(path: &str) -> Option<usize> {
+    FILES.iter().position(|f| f.0 == path)
+}
+
 /// The files; each ETag is computed when first needed.
 pub fn files() -> Vec<StaticFile> {
     FILES
         .iter()
-        .map(|&(path, content_type, body, public)| StaticFile {
-            path,
+        .map(|&(_, content_type, body, public)| StaticFile {
             content_type,
             body,
             public,
@@ -109,8 +112,6 @@ pub fn respond(file: &StaticFile, head: &Head) -> Response {
         r
     }
 }
-
-pub const WHOAMI_PATH: &str = "/demo/whoami";
 
 /// The demo page's helper, served only with the demo on: which user the
 /// token in `Authorization: Bearer <token>` is (asked of `user_for`, the
@@ -166,7 +167,7 @@ mod tests {
     #[test]
     fn etags_and_revalidation() {
         let files = files();
-        let js = files.iter().find(|f| f.path == "/wspush.js").unwrap();
+        let js = &files[index_of("/wspush.js").unwrap()];
         assert!(js.etag().starts_with('"') && js.etag().len() == 18);
         let r = respond(js, &head(""));
         assert_eq!(r.status, 200);

@@ -1,7 +1,11 @@
-//! HTTP/1.1 as the loop needs it: a request parser and chunked decoder that
-//! work on bytes, do no I/O and resume where they stopped when more bytes
-//! arrive, and a response encoder.
+//! HTTP/1.1 as the server needs it: a request parser and chunked decoder
+//! that are plain functions over bytes, a connection's input state, the
+//! route of a request, the upgrade checks, and the response encoder.
 
 pub mod chunked;
+pub mod conn;
+pub mod query;
 pub mod request;
 pub mod response;
+pub mod route;
+pub mod upgrade;

@@ -1,7 +1,11 @@
-//! HTTP responses: status lines, headers, plain-text and JSON bodies.
+//! HTTP responses: status lines, headers, plain-text and JSON bodies, and
+//! the answers the server gives, each built in one place.
 //!
-//! Every answer the server gives goes through `Response::encode_into`, so
-//! `Content-Length`, `Connection: close` and `HEAD` are right in one place.
+//! Every answer goes through `Response::encode_into`, so `Content-Length`,
+//! `Connection: close` and `HEAD` are right in one place; how a request
+//! wants its answer (`Style`) is read once per request.
+
+use super::request::{Head, Version};
 
 /// One response, built by a handler and encoded by the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +99,107 @@ impl Response {
     }
 }
 
+/// How a request wants its answer written: read from its head once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// The connection stays open after the answer.
+    pub keep_alive: bool,
+    /// An HTTP/1.0 client, told `Connection: keep-alive` when it stays.
+    pub http10: bool,
+    /// `HEAD`: the head of the answer without its body.
+    pub head_only: bool,
+    /// `Accept: application/json`: JSON bodies.
+    pub json: bool,
+}
+
+impl Style {
+    pub fn of(head: &Head) -> Style {
+        const JSON: &[u8] = b"application/json";
+        Style {
+            keep_alive: head.keep_alive,
+            http10: head.version == Version::Http10,
+            head_only: head.method == "HEAD",
+            json: head.header("Accept").is_some_and(|a| {
+                a.as_bytes()
+                    .windows(JSON.len())
+                    .any(|w| w.eq_ignore_ascii_case(JSON))
+            }),
+        }
+    }
+
+    /// An answer that is not to a readable request (a malformed one, a
+    /// timeout, a refused socket): plain text, and the connection closes.
+    pub const CLOSING: Style = Style {
+        keep_alive: false,
+        http10: false,
+        head_only: false,
+        json: false,
+    };
+}
+
+impl Response {
+    /// Encodes the answer the way the request asked; true when the
+    /// connection is to close after it.
+    pub fn write_styled(mut self, out: &mut Vec<u8>, style: Style) -> bool {
+        if style.keep_alive && style.http10 {
+            // A 1.0 client assumes close unless told otherwise.
+            self = self.with_header("Connection", "keep-alive");
+        }
+        self.encode_into(out, style.keep_alive, style.head_only);
+        !style.keep_alive || self.close
+    }
+
+    /// Text or JSON, as the request asked.
+    fn counted(json: bool, json_key: &str, text: (&str, &str), n: u64) -> Response {
+        let n = Decimal::new(usize::try_from(n).unwrap_or(usize::MAX));
+        if json {
+            Response::json(200, [json_key, n.as_str(), "}"].concat())
+        } else {
+            Response::text(200, [text.0, n.as_str(), text.1].concat())
+        }
+    }
+
+    /// `message sent to N clients` or `{"sent": N}` (the seed's words).
+    pub fn sent(n: usize, json: bool) -> Response {
+        Response::counted(json, "{\"sent\":", ("message sent to ", " clients"), n as u64)
+    }
+
+    /// `dropped N clients` or `{"dropped": N}`.
+    pub fn dropped(n: usize, json: bool) -> Response {
+        Response::counted(json, "{\"dropped\":", ("dropped ", " clients"), n as u64)
+    }
+
+    /// Cluster mode: a node cannot know how many clients other nodes
+    /// reached, only how many nodes got the record.
+    pub fn published(nodes: u64, json: bool) -> Response {
+        Response::counted(
+            json,
+            "{\"published\":true,\"nodes\":",
+            ("message published to ", " nodes"),
+            nodes,
+        )
+    }
+
+    pub fn method_not_allowed(allow: &'static str, json: bool) -> Response {
+        Response::error(405, "method not allowed", json).with_header("Allow", allow)
+    }
+
+    /// A refused WebSocket upgrade or SSE stream: its status, the close code
+    /// the same refusal gets on an open connection in `Wspush-Code`, and
+    /// with JSON `{"error": ..., "code": C}`.
+    pub fn refusal(status: u16, text: &str, code: u16, json: bool) -> Response {
+        let r = if json {
+            Response::json(
+                status,
+                serde_json::json!({ "error": text, "code": code }).to_string(),
+            )
+        } else {
+            Response::text(status, text)
+        };
+        r.with_header("Wspush-Code", Decimal::new(usize::from(code)).as_str())
+    }
+}
+
 /// Appends `n` in decimal.
 fn push_decimal(out: &mut Vec<u8>, n: usize) {
     out.extend_from_slice(Decimal::new(n).as_bytes());
@@ -150,6 +255,7 @@ pub fn reason(status: u16) -> &'static str {
         413 => "Content Too Large",
         417 => "Expectation Failed",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -221,5 +327,26 @@ mod tests {
         assert_eq!(r.content_type, JSON);
         assert_eq!(r.body, r#"{"error":"bad \"x\""}"#);
         assert_eq!(Response::error(404, "not found", false).body, "not found");
+    }
+
+    #[test]
+    fn answers() {
+        assert_eq!(Response::sent(3, false).body, "message sent to 3 clients");
+        assert_eq!(Response::sent(3, true).body, r#"{"sent":3}"#);
+        assert_eq!(Response::dropped(0, false).body, "dropped 0 clients");
+        assert_eq!(Response::dropped(2, true).body, r#"{"dropped":2}"#);
+        assert_eq!(
+            Response::sent(usize::MAX, true).body,
+            format!("{{\"sent\":{}}}", usize::MAX)
+        );
+        assert_eq!(Response::published(2, false).body, "message published to 2 nodes");
+        assert_eq!(
+            Response::published(2, true).body,
+            r#"{"published":true,"nodes":2}"#
+        );
+        let r = Response::refusal(401, "unknown token", 4401, true);
+        assert_eq!(r.body, r#"{"code":4401,"error":"unknown token"}"#);
+        assert!(r.headers.contains(&("Wspush-Code", "4401".into())));
+        assert_eq!(Response::refusal(400, "no event", 4400, false).body, "no event");
     }
 }

@@ -331,13 +331,27 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 pub fn metric(addr: SocketAddr, name: &str) -> u64 {
     let m = get(addr, "/metrics");
     assert_eq!(m.status, 200);
-    m.body
+    metric_in(&m.body, name)
+}
+
+/// The value of metric `name` in a `/metrics` text: exact when `name`
+/// carries labels (`wspush_connections{transport="sse"}`), else the sum
+/// over every label set (a metric split by `transport` counts both).
+#[track_caller]
+pub fn metric_in(text: &str, name: &str) -> u64 {
+    let values: Vec<u64> = text
         .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("metric {name} missing"))
-        .trim()
-        .parse()
-        .expect("numeric metric")
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let rest = match rest.strip_prefix('{') {
+                Some(labels) if !name.contains('{') => &labels[labels.find('}')? + 1..],
+                _ => rest,
+            };
+            rest.strip_prefix(' ')?.trim().parse().ok()
+        })
+        .collect();
+    assert!(!values.is_empty(), "metric {name} missing");
+    values.iter().sum()
 }
 
 /// The real binary, started with `args`; killed on drop.

@@ -5,7 +5,7 @@
 //! [`Secret`]: neither `Debug` nor `Display` ever shows it, so the URL can
 //! be logged as is.
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use std::fmt;
 use std::path::PathBuf;
 

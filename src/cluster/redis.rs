@@ -28,11 +28,9 @@
 //! Time is an input: every method takes `now`, and [`Redis::next_deadline`]
 //! tells the loop when to call [`Redis::on_timer`].
 
-mod url;
+pub use super::url::{RedisAddr, RedisUrl};
 
-pub use url::{RedisAddr, RedisUrl};
-
-use crate::resp::{self, Value};
+use super::resp::{self, Value};
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};

@@ -69,15 +69,23 @@ fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Jw
     }
 }
 
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    /// `exp`, Unix seconds.
+    pub exp: Option<i64>,
+}
+
 /// Checks `token` against `secret` at `now` (Unix seconds); returns `sub`.
 #[cfg(test)]
 pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<String, JwtError> {
-    verify_any(token, &[secret], now)
+    verify_any(token, &[secret], now).map(|c| c.sub)
 }
 
 /// As [`verify`], for a token signed with any of `secrets` (secret
 /// rotation: old and new both verify while clients move over).
-pub fn verify_any<S: AsRef<[u8]>>(token: &str, secrets: &[S], now: i64) -> Result<String, JwtError> {
+pub fn verify_any<S: AsRef<[u8]>>(token: &str, secrets: &[S], now: i64) -> Result<Claims, JwtError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(JwtError::Malformed);
@@ -101,7 +109,8 @@ pub fn verify_any<S: AsRef<[u8]>>(token: &str, secrets: &[S], now: i64) -> Resul
     }
     // Only a token we signed gets its claims read.
     let claims = decode_json(p)?;
-    if let Some(exp) = time_claim(&claims, "exp")? {
+    let exp = time_claim(&claims, "exp")?;
+    if let Some(exp) = exp {
         if now > exp.saturating_add(LEEWAY_SECS) {
             return Err(JwtError::Expired);
         }
@@ -112,7 +121,10 @@ pub fn verify_any<S: AsRef<[u8]>>(token: &str, secrets: &[S], now: i64) -> Resul
         }
     }
     match claims.get("sub").and_then(Value::as_str) {
-        Some(sub) if !sub.is_empty() => Ok(sub.to_string()),
+        Some(sub) if !sub.is_empty() => Ok(Claims {
+            sub: sub.to_string(),
+            exp,
+        }),
         _ => Err(JwtError::MissingSubject),
     }
 }
@@ -248,8 +260,8 @@ mod tests {
         let old = sign("a", b"old", NOW, 60);
         let new = sign("a", b"new", NOW, 60);
         let secrets = [b"new".to_vec(), b"old".to_vec()];
-        assert_eq!(verify_any(&old, &secrets, NOW), Ok("a".into()));
-        assert_eq!(verify_any(&new, &secrets, NOW), Ok("a".into()));
+        assert_eq!(verify_any(&old, &secrets, NOW).map(|c| c.sub), Ok("a".into()));
+        assert_eq!(verify_any(&new, &secrets, NOW).map(|c| c.sub), Ok("a".into()));
         let other = sign("a", b"other", NOW, 60);
         assert_eq!(verify_any(&other, &secrets, NOW), Err(JwtError::Signature));
         let none: [&[u8]; 0] = [];

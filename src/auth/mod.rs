@@ -2,14 +2,16 @@
 //! browser origins may open a WebSocket.
 //!
 //! Connection auth has three modes — the seed's userId = token (or any
-//! library closure), a token file, HS256 JWT — behind one `user_for` call;
+//! library closure), a token file, HS256 JWT — behind one `grant` call;
 //! push auth is loopback-only, a bearer key, or a library closure. Every
 //! refusal carries the reason the client is told, so a user debugging a
 //! 4401 or a 401 does not have to guess.
 
 use crate::http::request::{Head, Version};
-use crate::jwt::{self, JwtError};
-use crate::token_file;
+pub mod jwt;
+pub mod token_file;
+
+use jwt::JwtError;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
@@ -95,18 +97,38 @@ impl From<JwtError> for Rejection {
     }
 }
 
+/// What an accepted token grants: a user, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub user: String,
+    /// When a connection it opened must end (Unix seconds): the JWT's
+    /// `exp` — or, for a token accepted within the clock-skew leeway
+    /// after it, the end of that leeway.
+    pub expires: Option<i64>,
+}
+
 impl ConnAuth {
-    /// The userId for `token`, or why it is rejected.
-    pub fn user_for(&mut self, token: &str) -> Result<String, Rejection> {
-        let user = match self {
-            ConnAuth::Hook(f) => f(token).ok_or(Rejection::Unknown)?,
-            ConnAuth::TokenFile { table, .. } => table.get(token).cloned().ok_or(Rejection::Unknown)?,
-            ConnAuth::Jwt { secrets } => jwt::verify_any(token, secrets, jwt::unix_now())?,
+    /// What `token` grants at `now` (Unix seconds), or why it is rejected.
+    pub fn grant(&mut self, token: &str, now: i64) -> Result<Grant, Rejection> {
+        let (user, expires) = match self {
+            ConnAuth::Hook(f) => (f(token).ok_or(Rejection::Unknown)?, None),
+            ConnAuth::TokenFile { table, .. } => (table.get(token).cloned().ok_or(Rejection::Unknown)?, None),
+            ConnAuth::Jwt { secrets } => {
+                let claims = jwt::verify_any(token, secrets, now)?;
+                let expires = claims.exp.map(|exp| {
+                    if exp >= now {
+                        exp
+                    } else {
+                        exp.saturating_add(jwt::LEEWAY_SECS)
+                    }
+                });
+                (claims.sub, expires)
+            }
         };
         if user.is_empty() {
             return Err(Rejection::Unknown);
         }
-        Ok(user)
+        Ok(Grant { user, expires })
     }
 
     /// SIGHUP: re-reads the token file. A file that cannot be read or
@@ -267,14 +289,14 @@ pub fn local_refusal(head: &Head) -> Option<&'static str> {
 }
 
 /// How `Authorization` presents a bearer key.
-enum Presented<'a> {
+pub(crate) enum Presented<'a> {
     Missing,
     Malformed,
     Bearer(&'a str),
 }
 
 /// The credentials of `Authorization: Bearer <token>` (scheme case-insensitive).
-fn bearer(header: Option<&str>) -> Presented<'_> {
+pub(crate) fn bearer(header: Option<&str>) -> Presented<'_> {
     let Some(value) = header else {
         return Presented::Missing;
     };
@@ -501,11 +523,27 @@ mod tests {
     #[test]
     fn default_token_auth() {
         let mut a = ConnAuth::Hook(token_is_user());
-        assert_eq!(a.user_for("aaa"), Ok("aaa".to_string()));
-        assert_eq!(a.user_for(""), Err(Rejection::Unknown));
+        assert_eq!(
+            a.grant("aaa", jwt::unix_now()).map(|g| g.user),
+            Ok("aaa".to_string())
+        );
+        assert_eq!(
+            a.grant("", jwt::unix_now()).map(|g| g.user),
+            Err(Rejection::Unknown)
+        );
         let mut picky = ConnAuth::Hook(Box::new(|t: &str| t.strip_prefix("u-").map(str::to_string)));
-        assert_eq!(picky.user_for("x"), Err(Rejection::Unknown));
-        assert_eq!(picky.user_for("x").unwrap_err().reason(), "unknown token");
+        assert_eq!(
+            picky.grant("x", jwt::unix_now()).map(|g| g.user),
+            Err(Rejection::Unknown)
+        );
+        assert_eq!(
+            picky
+                .grant("x", jwt::unix_now())
+                .map(|g| g.user)
+                .unwrap_err()
+                .reason(),
+            "unknown token"
+        );
     }
 
     #[test]
@@ -553,21 +591,27 @@ mod tests {
     fn token_file_mode_and_reload() {
         let path = std::env::temp_dir().join(format!("wspush-auth-unit-{}", std::process::id()));
         std::fs::write(&path, "t1 alice\n").unwrap();
-        let table = crate::token_file::load(&path).unwrap();
+        let table = token_file::load(&path).unwrap();
         let mut a = ConnAuth::TokenFile {
             path: path.clone(),
             table,
         };
-        assert_eq!(a.user_for("t1"), Ok("alice".into()));
-        assert_eq!(a.user_for("t2"), Err(Rejection::Unknown));
+        assert_eq!(a.grant("t1", jwt::unix_now()).map(|g| g.user), Ok("alice".into()));
+        assert_eq!(
+            a.grant("t2", jwt::unix_now()).map(|g| g.user),
+            Err(Rejection::Unknown)
+        );
         std::fs::write(&path, "t2 bob\n").unwrap();
         a.reload();
-        assert_eq!(a.user_for("t1"), Err(Rejection::Unknown));
-        assert_eq!(a.user_for("t2"), Ok("bob".into()));
+        assert_eq!(
+            a.grant("t1", jwt::unix_now()).map(|g| g.user),
+            Err(Rejection::Unknown)
+        );
+        assert_eq!(a.grant("t2", jwt::unix_now()).map(|g| g.user), Ok("bob".into()));
         std::fs::write(&path, "broken line here\n").unwrap();
         a.reload();
         assert_eq!(
-            a.user_for("t2"),
+            a.grant("t2", jwt::unix_now()).map(|g| g.user),
             Ok("bob".into()),
             "a bad file keeps the old table"
         );
@@ -576,26 +620,36 @@ mod tests {
 
     #[test]
     fn jwt_mode_says_why() {
-        let now = crate::jwt::unix_now();
-        let token = crate::jwt::sign("carol", b"k", now, 60);
+        let now = jwt::unix_now();
+        let token = jwt::sign("carol", b"k", now, 60);
         let mut a = ConnAuth::Jwt {
             secrets: vec![b"k".to_vec()],
         };
-        assert_eq!(a.user_for(&token), Ok("carol".into()));
+        assert_eq!(
+            a.grant(&token, jwt::unix_now()).map(|g| g.user),
+            Ok("carol".into())
+        );
         for (token, want) in [
             ("carol".to_string(), "malformed token"),
-            (
-                crate::jwt::sign("carol", b"other", now, 60),
-                "bad token signature",
-            ),
-            (crate::jwt::sign("carol", b"k", now - 3600, 60), "token expired"),
+            (jwt::sign("carol", b"other", now, 60), "bad token signature"),
+            (jwt::sign("carol", b"k", now - 3600, 60), "token expired"),
         ] {
             assert_eq!(
-                a.user_for(&token).map_err(Rejection::reason),
+                a.grant(&token, jwt::unix_now())
+                    .map(|g| g.user)
+                    .map_err(Rejection::reason),
                 Err(want),
                 "{token}"
             );
         }
+        // A live connection ends at `exp`; a token taken within the
+        // leeway after its `exp` lives until the leeway's end.
+        let t = jwt::sign("carol", b"k", now, 60);
+        assert_eq!(a.grant(&t, now).map(|g| g.expires), Ok(Some(now + 60)));
+        assert_eq!(
+            a.grant(&t, now + 70).map(|g| g.expires),
+            Ok(Some(now + 60 + jwt::LEEWAY_SECS))
+        );
         assert_eq!(Rejection::NotYetValid.reason(), "token not valid yet");
         assert_eq!(Rejection::Algorithm.reason(), "malformed token");
         assert!(Rejection::Algorithm.to_string().contains("HS256"));

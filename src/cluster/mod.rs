@@ -10,59 +10,30 @@
 //! fail the checks, are refused and counted, never half-applied: someone
 //! else may publish on the channel.
 
-use crate::http::response::Response;
+pub(crate) mod redis;
+/// The Redis protocol parser; public for fuzz targets.
+#[doc(hidden)]
+pub mod resp;
+pub(crate) mod url;
+
 use crate::push::{self, Endpoint, PushRequest};
-use serde::Serialize;
 
 const VERSION: u8 = b'1';
 
-/// The record for a checked request.
+/// The record for a checked request: the kind, then the request as its
+/// endpoint's body (`PushRequest`'s `Serialize`, the one writer of it).
 pub(crate) fn encode(req: &PushRequest) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.push(VERSION);
+    out.push(match req.endpoint() {
+        Endpoint::Push => b'P',
+        Endpoint::Broadcast => b'B',
+        Endpoint::Drop => b'D',
+    });
     // Serializing strings, string vectors and `Value`s into a Vec cannot
-    // fail (no I/O, no maps with non-string keys), so results are ignored.
-    match req {
-        PushRequest::Push {
-            users,
-            event,
-            message,
-        } => {
-            out.extend_from_slice(b"P{\"userIds\":");
-            put(&mut out, users);
-            out.extend_from_slice(b",\"event\":");
-            put(&mut out, event);
-            out.extend_from_slice(b",\"message\":");
-            put(&mut out, message);
-        }
-        PushRequest::Broadcast { event, message } => {
-            out.extend_from_slice(b"B{\"event\":");
-            put(&mut out, event);
-            out.extend_from_slice(b",\"message\":");
-            put(&mut out, message);
-        }
-        PushRequest::Drop {
-            user,
-            event,
-            reconnect,
-        } => {
-            out.extend_from_slice(b"D{\"userId\":");
-            put(&mut out, user);
-            if let Some(event) = event {
-                out.extend_from_slice(b",\"event\":");
-                put(&mut out, event);
-            }
-            if !reconnect {
-                out.extend_from_slice(b",\"reconnect\":false");
-            }
-        }
-    }
-    out.push(b'}');
+    // fail (no I/O, no maps with non-string keys).
+    let _ = serde_json::to_writer(&mut out, req);
     out
-}
-
-fn put(out: &mut Vec<u8>, v: &(impl Serialize + ?Sized)) {
-    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// A received record, checked like an HTTP body.
@@ -79,16 +50,6 @@ pub(crate) fn decode(record: &[u8]) -> Result<PushRequest, String> {
         other => return Err(format!("unknown record kind {:?}", char::from(other))),
     };
     push::parse(endpoint, body)
-}
-
-/// The answer to a push once Redis took it: a node cannot know how many
-/// clients other nodes reached, only how many nodes got the record.
-pub(crate) fn published_response(nodes: u64, json: bool) -> Response {
-    if json {
-        Response::json(200, format!("{{\"published\":true,\"nodes\":{nodes}}}"))
-    } else {
-        Response::text(200, format!("message published to {nodes} nodes"))
-    }
 }
 
 #[cfg(test)]

@@ -11,14 +11,14 @@ use std::collections::VecDeque;
 
 /// One socket going idle: its entry number, slab index and serial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Entry {
+pub(crate) struct Entry {
     pub seq: u64,
     pub id: usize,
     pub serial: u64,
 }
 
 #[derive(Debug, Default)]
-pub(super) struct IdleQueue {
+pub(crate) struct IdleQueue {
     entries: VecDeque<Entry>,
     next_seq: u64,
 }

@@ -1,0 +1,209 @@
+//! A subscriber's input: what a WebSocket client's frames ask for
+//! (register, unregister), the library's message hook, and the refusals
+//! (an error reply with an `id`, a close without). An SSE client sends
+//! nothing after its request: its input is only watched for its end.
+
+use crate::api::{ClientMessage, Reply};
+use crate::binder::BindError;
+use crate::close::{self, Close};
+use crate::command::{self, Action};
+use crate::conn::{Conn, State};
+use crate::hub::{Ending, Hub};
+use crate::log::Refusal;
+use crate::names;
+use crate::outbound::{Admit, Drained};
+use crate::requests::expiry;
+use crate::session::ws::{data_frame, Budget, Got, TURN_MESSAGES};
+use crate::session::Session;
+use serde_json::Value;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Reads a session's input (at most one turn's budget of it), acts on it,
+/// and flushes. False when the connection is done.
+pub(crate) fn drive(hub: &mut Hub, id: usize, conn: &mut Conn, input: bool, now: Instant) -> bool {
+    let State::Session(session) = &mut conn.state else {
+        return true;
+    };
+    let drained = match session {
+        Session::Sse(s) if input => s.on_input(&mut conn.out),
+        Session::Sse(_) => Drained::Dry,
+        Session::Ws(ws) if ws.is_broken() => ws.drain_broken(&mut conn.out),
+        Session::Ws(_) => {
+            if input && !read_commands(hub, id, conn, now) {
+                return false;
+            }
+            let State::Session(Session::Ws(ws)) = &mut conn.state else {
+                return true;
+            };
+            if ws.is_broken() {
+                ws.drain_broken(&mut conn.out)
+            } else if ws.flush(&mut conn.out) {
+                Drained::Dry
+            } else {
+                Drained::Gone
+            }
+        }
+    };
+    match drained {
+        Drained::Gone => return false,
+        Drained::Spent => hub.revisit.push(id),
+        Drained::Dry => {}
+    }
+    conn.out.flush_out().is_ok()
+}
+
+/// The WebSocket's messages of this turn, each acted on in order. False
+/// when the socket is gone.
+fn read_commands(hub: &mut Hub, id: usize, conn: &mut Conn, now: Instant) -> bool {
+    let mut budget = Budget::per_turn();
+    for _ in 0..TURN_MESSAGES {
+        let State::Session(Session::Ws(ws)) = &mut conn.state else {
+            return true;
+        };
+        match ws.next(&mut conn.out, &mut budget, now) {
+            Got::Text(t) => on_text(hub, id, conn, t.as_str(), now),
+            Got::Binary(b) => on_other(hub, id, conn, ClientMessage::Binary(&b), None, now),
+            Got::Dry => return true,
+            Got::Spent => {
+                hub.revisit.push(id);
+                return true;
+            }
+            Got::PeerClosed => hub.end(id, conn, Ending::PeerClosed, now),
+            Got::Failed(why) => {
+                debug!("websocket from {} failed: {}", conn.peer, why.reason());
+                hub.end(id, conn, Ending::Close(why), now);
+                return true;
+            }
+            Got::Gone => return false,
+        }
+    }
+    hub.revisit.push(id);
+    true
+}
+
+fn on_text(hub: &mut Hub, id: usize, conn: &mut Conn, text: &str, now: Instant) {
+    let cmd = match command::parse(text) {
+        Ok(cmd) => cmd,
+        Err(bad) => {
+            return on_other(
+                hub,
+                id,
+                conn,
+                ClientMessage::Text(text),
+                Some((bad.id, bad.reason)),
+                now,
+            )
+        }
+    };
+    let result = match cmd.action {
+        Action::Register { token, event } => register(hub, id, conn, &token, &event, now),
+        Action::Unregister { event } => names::check_event(&event)
+            .map(|()| {
+                hub.binder.unsubscribe(id, &event);
+            })
+            .map_err(|why| Close::because(close::MALFORMED, why)),
+    };
+    match (result, cmd.id) {
+        (Ok(()), Some(rid)) => reply(
+            hub,
+            id,
+            conn,
+            data_frame(true, command::ok_reply(&rid).as_bytes()),
+            now,
+        ),
+        (Ok(()), None) => {}
+        (Err(why), rid) => refuse(hub, id, conn, rid, why, now),
+    }
+}
+
+/// Binds the connection to the token's user and subscribes it to `event`;
+/// the latest token accepted sets the connection's expiry.
+fn register(
+    hub: &mut Hub,
+    id: usize,
+    conn: &mut Conn,
+    token: &str,
+    event: &str,
+    now: Instant,
+) -> Result<(), Close> {
+    names::check_event(event).map_err(|why| Close::because(close::MALFORMED, why))?;
+    let peer = conn.peer;
+    let grant = names::check_token(token)
+        .and_then(|()| {
+            hub.hooks.auth.grant(token, hub.unix_now).map_err(|why| {
+                refusal!(Refusal::Token, "token from {peer} rejected: {why}");
+                why.reason()
+            })
+        })
+        .and_then(|g| names::check_user(&g.user).map(|()| g));
+    let grant = grant.map_err(|why| {
+        hub.metrics.auth_failures += 1;
+        Close::because(close::TOKEN_REJECTED, why)
+    })?;
+    hub.binder
+        .bind(id, &grant.user, event, hub.settings.cfg.max_events)
+        .map_err(refusal_of)?;
+    if let State::Session(Session::Ws(ws)) = &mut conn.state {
+        ws.registered();
+        ws.set_expiry(expiry(&grant, hub.unix_now, now));
+    }
+    Ok(())
+}
+
+/// The close a refused binding gets.
+fn refusal_of(e: BindError) -> Close {
+    match e {
+        BindError::OtherUser => Close::new(close::OTHER_USER),
+        BindError::TooManyEvents => Close::new(close::TOO_MANY_EVENTS),
+    }
+}
+
+/// A frame that is not a command: the library's message hook gets it;
+/// without one it is a malformed command (4400).
+fn on_other(
+    hub: &mut Hub,
+    id: usize,
+    conn: &mut Conn,
+    msg: ClientMessage<'_>,
+    malformed: Option<(Option<Value>, &'static str)>,
+    now: Instant,
+) {
+    if let Some(hook) = &mut hub.hooks.on_message {
+        let user = hub.binder.user_of(id);
+        if let Some(answer) = hook(user, msg) {
+            let frame = match answer {
+                Reply::Text(t) => data_frame(true, t.as_bytes()),
+                Reply::Binary(b) => data_frame(false, &b),
+            };
+            reply(hub, id, conn, frame, now);
+        }
+        return;
+    }
+    let (rid, why) = malformed.unwrap_or((None, "binary frames are not commands"));
+    refuse(hub, id, conn, rid, Close::because(close::MALFORMED, why), now);
+}
+
+/// A refused command: an error reply when it had an `id`, else the close.
+fn refuse(hub: &mut Hub, id: usize, conn: &mut Conn, rid: Option<Value>, why: Close, now: Instant) {
+    match rid {
+        Some(rid) => {
+            let text = command::error_reply(&rid, why.code, why.reason());
+            reply(hub, id, conn, data_frame(true, text.as_bytes()), now);
+        }
+        None => hub.end(id, conn, Ending::Close(why), now),
+    }
+}
+
+/// One frame of our own to this client, admitted like a push: a client
+/// that does not read its replies is a slow consumer too.
+fn reply(hub: &mut Hub, id: usize, conn: &mut Conn, frame: Vec<u8>, now: Instant) {
+    let State::Session(Session::Ws(ws)) = &mut conn.state else {
+        return;
+    };
+    match ws.send(&mut conn.out, &Rc::from(frame)) {
+        Admit::Taken => {}
+        Admit::Over => hub.end(id, conn, Ending::Close(Close::new(close::SLOW_CONSUMER)), now),
+        Admit::Dead => hub.end(id, conn, Ending::Lost, now),
+    }
+}
