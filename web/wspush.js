@@ -1,55 +1,34 @@
-/* wspush browser client. No dependencies. Served by wspush at /wspush.js.
- *
- * Script or module: a file that contains `export` does not load as a classic
- * <script>, and one without it exports nothing to `import`, so no single file
- * can be both. This file is the whole client, written so that it runs
- * unchanged as a classic script, as an ES module body and as CommonJS:
- *   <script src="/wspush.js"></script>           -> global `wspush`
- *   import { connect } from "/wspush.mjs";       -> wspush.mjs is a two-line
- *                                                   re-export of this file
- *   const { connect } = require("./wspush.js");  -> CommonJS (Node, bundlers)
- * In every case it also sets globalThis.wspush.
+/* wspush browser client (no dependencies), served by wspush at /wspush.js.
+ * Runs as a classic script (global `wspush`), as an ES module body (what
+ * wspush.mjs re-exports: a file with `export` is no classic script) and as
+ * CommonJS; sets globalThis.wspush. See README.md for the details.
  *
  *   var c = wspush.connect("wss://example.com/ws", { token: "aaa" });
  *   c.subscribe("news", function (message, event) { ... }).catch(...);
  *
- * Envelope mode is on unless `envelope: false`: the client adds envelope=1 to
- * the URL and hands each push to the handler of its event. With it off the
- * server sends bare message text, which names no event, so every handler
- * gets every push as raw text, with `event` null.
- *
- * Subscribe/unsubscribe promises settle on the server's {"id"} reply. If the
- * connection drops first, a pending subscribe rejects (the subscription is
- * kept and registered again after the reconnect) and a pending unsubscribe
- * resolves (the event is not registered again). A subscribe refused for
- * another reason than auth rejects and is forgotten.
- *
- * Reconnect delay: random(0, min(30 s, 0.5 s * 2^(n-1))); each failure adds 1
- * to n, 2 after close 1013 or a connection that closed before it opened (how
- * an HTTP 503 shows); n is reset when a connection had stayed open 10 s.
- * A browser shows every refused handshake (403 origin not allowed, 404,
- * 503) and an unreachable server alike, as 1006 before open, so after 3
- * such failures in a row the delay is random(15 s, 30 s) until an attempt
- * opens, and onstatechange is called once more with "reconnecting" and a
- * reason that says so; the page can show it instead of spinning quietly.
- * With nothing subscribed the client does not reconnect until subscribe().
- * Close 4401/4403, or a register reply with that code: onAuthError({code,
- * reason}) and "closed"; a `token` function is first asked once for a fresh
- * token (that allowance comes back after a register succeeds).
- * Close 4001 (the server's /drop with "reconnect": false): "closed" for good
- * and onclose({code, reason}); close 4000 (a plain /drop) reconnects.
- * Options starting with _ (_WebSocket, _setTimeout, _clearTimeout, _random,
- * _now) are for tests.
+ * transport "auto" (default): WebSocket, then SSE (EventSource on sseUrl,
+ * default: the URL as http(s) with path /sse) after 3 failed opens in a row;
+ * or "websocket", "sse". Handlers, promises and states are the same on both.
+ * In SSE, subscribe/unsubscribe reopen the stream (once per tick) and settle
+ * when it opens, or reject if it fails first. Else they settle on the
+ * server's {"id"} reply; a drop first rejects a pending subscribe (kept,
+ * registered again) and resolves an unsubscribe. With nothing subscribed the
+ * client waits for subscribe() to reconnect.
+ * Reconnect delay: random(0, min(30 s, 0.5 s * 2^(n-1))); n += 1 per
+ * failure, 2 after close 1013 or a failed open (how HTTP 503 shows); n = 0
+ * after 10 s open; after 3 failed opens in a row, random(15 s, 30 s).
+ * Close 4401/4403 or such a reply: onAuthError, "closed" (a `token` function
+ * is first asked once for a fresh token). 4001: "closed", onclose. 4000
+ * reconnects. Options starting with _ are for tests.
  */
 (function (G) {
   "use strict";
 
-  function envelopeUrl(url) {
-    if (/[?&]envelope=1(&|#|$)/.test(url)) return url;
+  function addQuery(url, q) {
     var h = url.indexOf("#"),
       frag = h < 0 ? "" : url.slice(h);
     url = h < 0 ? url : url.slice(0, h);
-    return url + (url.indexOf("?") < 0 ? "?" : /[?&]$/.test(url) ? "" : "&") + "envelope=1" + frag;
+    return url + (url.indexOf("?") < 0 ? "?" : /[?&]$/.test(url) ? "" : "&") + q + frag;
   }
 
   function failure(code, reason) {
@@ -61,31 +40,42 @@
   function connect(url, o) {
     o = o || {};
     var WS = o._WebSocket || G.WebSocket,
+      ES = o._EventSource || G.EventSource,
+      sse = o.transport == "sse",
+      auto = o.transport != "websocket",
       setT = o._setTimeout || setTimeout,
       clearT = o._clearTimeout || clearTimeout,
       random = o._random || Math.random,
       now = o._now || Date.now,
       env = o.envelope !== false,
-      wsUrl = env ? envelopeUrl(url) : url,
+      wsUrl = env && !/[?&]envelope=1(&|#|$)/.test(url) ? addQuery(url, "envelope=1") : url,
+      sseUrl = (o.sseUrl || url.replace(/^(?:ws|http)(s?:\/\/[^\/?#]*)[^?#]*/, "http$1/sse"))
+        .replace(/#.*/, "")
+        .replace(/([?&])envelope=[^&]*&?/g, "$1"),
       subs = new Map(), // event -> { h: handler, w: [[resolve, reject]] not yet sent }
       pend = new Map(), // id -> { e: event, w: waiters, u: is unregister }
       st = "connecting",
-      ws = null, // the current socket, once created
+      ws = null, // the current WebSocket or EventSource
       live = false, // ws is open
       gen = 0, // attempt number; stale callbacks compare against it
       timer = null,
       parked = false, // waiting for a subscribe() to reconnect
       token,
+      cur, // query() of the current stream
+      due = 0, // a reopen is due
       lastId = 0,
       fails = 0,
       early = 0, // attempts in a row that failed before opening
       openedAt = 0,
       retried = false;
-    if (!WS) throw new Error("wspush: no WebSocket in this environment");
+    if (!(sse ? ES : WS)) throw new Error("wspush: no " + (sse ? "EventSource" : "WebSocket") + " in this environment");
 
     var c = {
       get state() {
         return st;
+      },
+      get transport() {
+        return sse ? "sse" : "websocket";
       },
       onstatechange: o.onstatechange || null,
       onAuthError: o.onAuthError || null,
@@ -97,16 +87,22 @@
           if (s) s.h = handler;
           else subs.set(event, (s = { h: handler, w: [] }));
           s.w.push([resolve, reject]);
-          if (live) register(s, event);
+          if (sse) reopen();
+          else if (live) register(s, event);
           else if (parked) start();
         });
       },
       unsubscribe: function (event) {
         return new Promise(function (resolve, reject) {
-          var s = subs.get(event);
+          var s = subs.get(event),
+            w = [[resolve, reject]];
           subs.delete(event);
           if (s) settle(s.w, failure(0, "unsubscribed"));
-          if (live) send({ type: "unregister", event: event }, event, [[resolve, reject]], true);
+          if (sse && s) {
+            reopen();
+            if (live) return pend.set(++lastId, { w: w });
+          }
+          if (live && !sse) send({ type: "unregister", event: event }, event, w, true);
           else resolve();
         });
       },
@@ -139,35 +135,86 @@
       send({ token: token, event: event }, event, w, false);
     }
 
-    // One connection attempt: ask for the token, then open the socket.
+    function query() {
+      var q = "";
+      subs.forEach(function (s, e) {
+        q += "&event=" + encodeURIComponent(e);
+      });
+      return q;
+    }
+
+    // SSE: a stream's events are fixed; not while a backoff timer runs.
+    function reopen() {
+      if (!due++)
+        Promise.resolve().then(function () {
+          due = 0;
+          if (st == "closed" || timer) return;
+          if (!ws || cur != query()) start();
+          else if (live) flush();
+        });
+    }
+
+    // One attempt: ask for the token, then open the socket or stream.
     function start() {
       var g = ++gen,
         t = o.token;
       timer = null;
       parked = false;
+      if (ws) ws.close(); // SSE: the old stream
+      ws = null;
+      live = false;
+      if (sse && !subs.size) {
+        parked = true;
+        flush();
+        if (st != "connecting") set("reconnecting", { code: 1000, reason: "nothing subscribed" });
+        return;
+      }
       new Promise(function (r) {
         r(typeof t == "function" ? t() : t);
       })
         .then(function (v) {
           if (g != gen) return;
           token = v;
-          var s = (ws = new WS(wsUrl));
+          var s;
+          if (sse) {
+            s = ws = new ES(addQuery(sseUrl, "envelope=1&token=" + encodeURIComponent(v || "") + (cur = query())));
+            var on = function (e) {
+              var m;
+              try {
+                m = JSON.parse(e.data);
+              } catch (x) {}
+              if (s != ws || !m) return;
+              if (e.type == "close" && m.event === undefined) {
+                s.close();
+                closed(m.code, m.reason);
+              } else if (m.message !== undefined) message(env ? e.data : typeof m.message == "string" ? m.message : JSON.stringify(m.message));
+            };
+            subs.forEach(function (x, e) {
+              s.addEventListener(e, on);
+            });
+            s.addEventListener("close", on);
+          } else {
+            s = ws = new WS(wsUrl);
+            s.onmessage = function (e) {
+              if (s == ws) message(e.data);
+            };
+            s.onclose = function (e) {
+              if (s == ws) closed(e.code, e.reason);
+            };
+          }
           s.onopen = function () {
             if (s != ws) return;
+            if (sse) {
+              retried = false;
+              flush();
+            } else subs.forEach(register);
             live = true;
             early = 0;
             openedAt = now();
-            subs.forEach(register);
             set("open");
           };
-          s.onmessage = function (e) {
-            if (s == ws) message(e.data);
-          };
-          s.onclose = function (e) {
-            if (s == ws) closed(e.code, e.reason);
-          };
-          // An error always means close 1006; don't wait for the close event
-          // (Node's WebSocket may only send it when the server hangs up).
+          // Means 1006: don't wait for a close event (Node may send none);
+          // stop an EventSource reconnecting by itself.
           s.onerror = function () {
             if (s != ws) return;
             closed(1006, "connection failed");
@@ -181,8 +228,7 @@
         });
     }
 
-    // Throw the current socket away (closing it ourselves) and settle
-    // everything that was waiting on it.
+    // Throw the current socket or stream away and settle its waiters.
     function drop(err) {
       gen++;
       clearT(timer);
@@ -192,11 +238,11 @@
           ws.close(1000);
         } catch (x) {}
       ws = null;
+      live = false;
       flush(err);
     }
 
     function flush(err) {
-      live = false;
       pend.forEach(function (p) {
         settle(p.w, p.u ? 0 : err);
       });
@@ -224,10 +270,11 @@
       }
     }
 
-    // The socket closed by itself (server, network), or the attempt failed.
+    // Ended by the server or network, or failed; also SSE's `event: close`.
     function closed(code, reason) {
       var wasOpen = live;
       ws = null;
+      live = false;
       flush(failure(code, reason || "connection closed"));
       if (code == 4401 || code == 4403) return authFailed(code, reason);
       if (code == 4001) {
@@ -236,11 +283,18 @@
         return;
       }
       if (wasOpen && now() - openedAt >= 10000) fails = 0;
-      fails += code == 1013 || !wasOpen ? 2 : 1;
+      if (!wasOpen) early++;
       var info = { code: code, reason: reason },
-        slow = !wasOpen && ++early >= 3,
-        tell = slow && early == 3 && subs.size > 0;
-      if (tell) info.reason = "no connection after 3 attempts (origin not allowed? wrong URL? server down?); retrying every 15-30 s";
+        sw = auto && early == 3 && !sse && ES;
+      if (sw) {
+        sse = true;
+        early = fails = 0;
+        info.reason = "no WebSocket connection after 3 attempts; trying Server-Sent Events";
+      }
+      fails += code == 1013 || !wasOpen ? 2 : 1;
+      var slow = early >= 3,
+        tell = subs.size > 0 && (sw || early == 3);
+      if (tell && !sw) info.reason = "no connection after 3 attempts (origin not allowed? wrong URL? server down?); retrying every 15-30 s";
       if (!subs.size) parked = true;
       else timer = setT(start, (info.delay = slow ? 15000 * (1 + random()) : random() * Math.min(30000, 500 * Math.pow(2, fails - 1))));
       set("reconnecting", info, tell);
@@ -252,7 +306,7 @@
         try {
           m = JSON.parse(data);
         } catch (x) {}
-      var p = m && pend.get(m.id);
+      var p = m && !sse && pend.get(m.id);
       if (p && typeof m.ok == "boolean") {
         pend.delete(m.id);
         if (m.ok) {

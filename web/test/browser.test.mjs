@@ -132,6 +132,30 @@ const pushes = (page) =>
   page.$$eval("#log li.push", (lis) => lis.map((li) => [li.querySelector(".event").textContent, li.querySelector(".message").textContent]));
 const hasCurl = spawnSync("sh", ["-c", "command -v curl"]).status === 0;
 
+// False when the server streams SSE (SPEC §7: GET /sse answers 200
+// text/event-stream), else why the SSE tests skip.
+async function noSse(addr) {
+  const ac = new AbortController();
+  try {
+    const r = await fetch(`http://${addr}/sse?event=x&token=t`, { signal: ac.signal });
+    const type = r.headers.get("content-type") || "none";
+    if (r.status == 200 && type.startsWith("text/event-stream")) return false;
+    const why = `this server has no SSE (GET /sse?event=x&token=t answered ${r.status}, Content-Type ${type}): SPEC §7's server side is missing`;
+    console.log("skipped: " + why);
+    return why;
+  } finally {
+    ac.abort();
+  }
+}
+
+// Records the page's WebSocket and EventSource URLs.
+function watchConnections(page) {
+  const seen = { sockets: [], streams: [] };
+  page.on("websocket", (ws) => seen.sockets.push(ws.url()));
+  page.on("request", (r) => r.resourceType() == "eventsource" && seen.streams.push(r.url()));
+  return seen;
+}
+
 test("in Chromium: the demo page subscribes, shows pushes, reconnects after /drop and registers again", { skip, timeout: 90000 }, async () => {
   const addr = await startServer();
   // A phone: the screenshot at the end shows the page as a phone shows it.
@@ -343,6 +367,8 @@ test("in Chromium: an origin the server refuses: three attempts, then retries sl
   page.on("websocket", (ws) => sockets.push(ws.url()));
   try {
     await page.goto(`http://${addr}/`);
+    // WebSocket only: "auto" would try SSE after the third failure.
+    await page.selectOption("#transport", "websocket");
     await page.click("#subscribe");
     await until(page, "the slow-down line", () => document.getElementById("log").textContent.includes("no connection after 3 attempts"));
     const line = await page.$eval("#log li.info", (li) => li.textContent);
@@ -414,6 +440,143 @@ test("in Chromium: /wspush.js as a classic script, /wspush.mjs as an ES module, 
     await until(page, "the push in the page", () => window.got.length == 1);
     assert.deepEqual(await page.evaluate(() => window.got), [["from node", "e"]]);
     assert.equal(await page.evaluate(() => (window.c.close(), window.c.state)), "closed");
+    assert.deepEqual(b.errors, []);
+  } finally {
+    await b.close();
+  }
+});
+
+// #13.6: SPEC §7, the client over Server-Sent Events against the real /sse.
+test('in Chromium: transport "sse": EventSource subscribes, pushes keep their type, /drop reconnects, unsubscribe reopens and closes the stream', { skip, timeout: 90000 }, async (t) => {
+  const addr = await startServer();
+  const why = await noSse(addr);
+  if (why) return t.skip(why);
+  const b = await launch();
+  const { page } = b;
+  const seen = watchConnections(page);
+  try {
+    await page.goto(`http://${addr}/`);
+    const opened = await page.evaluate(async (url) => {
+      window.got = [];
+      window.states = [];
+      window.c = wspush.connect(url, { token: "alice", transport: "sse", onstatechange: (s, i) => window.states.push([s, i && i.code]) });
+      await Promise.all([
+        window.c.subscribe("news", (m, e) => window.got.push([m, e])),
+        window.c.subscribe("chat", (m, e) => window.got.push([m, e])),
+      ]);
+      return [window.c.state, window.c.transport];
+    }, `ws://${addr}/ws`);
+    assert.deepEqual(opened, ["open", "sse"]);
+    assert.deepEqual(seen.streams, [`http://${addr}/sse?envelope=1&token=alice&event=news&event=chat`], "one stream for both");
+    assert.deepEqual(seen.sockets, []);
+
+    assert.deepEqual(await post(addr, "/push", { userId: "alice", event: "news", message: "hello" }), { sent: 1 });
+    assert.deepEqual(await post(addr, "/push", { userId: "alice", event: "chat", message: { n: 1 } }), { sent: 1 });
+    await post(addr, "/broadcast", { event: "news", message: "two\nlines" });
+    await post(addr, "/push", { userId: "alice", event: "chat", message: "42" });
+    await until(page, "four pushes", () => window.got.length == 4);
+    assert.deepEqual(await page.evaluate(() => window.got), [
+      ["hello", "news"],
+      [{ n: 1 }, "chat"],
+      ["two\nlines", "news"],
+      ["42", "chat"],
+    ]);
+
+    // /drop: the server's `event: close` 4000, then a new stream.
+    assert.deepEqual(await post(addr, "/drop", { userId: "alice" }), { dropped: 1 });
+    await until(page, "reconnecting with 4000", () => window.states.some(([s, code]) => s == "reconnecting" && code == 4000));
+    await pushUntilSent(addr, { userId: "alice", event: "chat", message: "after the drop" });
+    await until(page, "the push after the drop", () => window.got.length == 5);
+    assert.deepEqual(await page.evaluate(() => [window.got[4], window.c.state]), [["after the drop", "chat"], "open"]);
+    assert.equal(seen.streams.length, 2);
+
+    // Unsubscribe: a new stream without the event (the old one is closed).
+    await page.evaluate(() => window.c.unsubscribe("news"));
+    assert.equal(seen.streams.at(-1), `http://${addr}/sse?envelope=1&token=alice&event=chat`);
+    await waitFor("the old stream's end", async () => (await post(addr, "/push", { userId: "alice", event: "news", message: "x" })).sent === 0);
+    await pushUntilSent(addr, { userId: "alice", event: "chat", message: "still here" });
+    await until(page, "the push on the new stream", () => window.got.length == 6);
+    assert.deepEqual(await page.evaluate(() => window.got.slice(5)), [["still here", "chat"]]);
+
+    // The last event: no stream at all.
+    await page.evaluate(() => window.c.unsubscribe("chat"));
+    assert.equal(await page.evaluate(() => window.c.state), "reconnecting");
+    await waitFor("no stream", async () => (await post(addr, "/push", { userId: "alice", event: "chat", message: "x" })).sent === 0);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(seen.streams.length, 3, "no new stream with nothing subscribed");
+
+    // Subscribe again, then /drop with reconnect: false: `event: close` 4001.
+    await page.evaluate(() => window.c.subscribe("chat", (m, e) => window.got.push([m, e])));
+    assert.deepEqual(await post(addr, "/drop", { userId: "alice", reconnect: false }), { dropped: 1 });
+    await until(page, "closed by 4001", () => window.c.state == "closed" && window.states.at(-1)[1] == 4001);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(seen.streams.length, 4, "no reconnect after 4001");
+    assert.deepEqual(seen.sockets, []);
+    assert.deepEqual(b.errors, []);
+  } finally {
+    await b.close();
+  }
+});
+
+test('in Chromium: transport "auto": the WebSocket upgrade fails three times, then the client uses SSE at the default sseUrl and gets pushes', { skip, timeout: 90000 }, async (t) => {
+  // The WebSocket is elsewhere: ws://ADDR/ws answers 404, /sse works.
+  const addr = await startServer("--ws-path", "/elsewhere");
+  const why = await noSse(addr);
+  if (why) return t.skip(why);
+  const b = await launch({}, /WebSocket connection to .* failed/);
+  const { page } = b;
+  const seen = watchConnections(page);
+  try {
+    await page.goto(`http://${addr}/`);
+    await page.evaluate((url) => {
+      window.got = [];
+      window.reasons = [];
+      window.c = wspush.connect(url, { token: "bob", onstatechange: (s, i) => window.reasons.push(i && i.reason) });
+      // The first attempt's failure rejects it; the subscription is kept.
+      window.c.subscribe("e", (m, e) => window.got.push([m, e])).catch(() => {});
+    }, `ws://${addr}/ws`);
+    await until(page, "open over SSE", () => window.c.state == "open" && window.c.transport == "sse");
+    assert.deepEqual(seen.sockets, Array(3).fill(`ws://${addr}/ws?envelope=1`));
+    assert.deepEqual(seen.streams, [`http://${addr}/sse?envelope=1&token=bob&event=e`]);
+    assert.ok((await page.evaluate(() => window.reasons)).includes("no WebSocket connection after 3 attempts; trying Server-Sent Events"));
+
+    assert.deepEqual(await post(addr, "/push", { userId: "bob", event: "e", message: { via: "sse" } }), { sent: 1 });
+    await until(page, "the push", () => window.got.length == 1);
+    assert.deepEqual(await page.evaluate(() => window.got), [[{ via: "sse" }, "e"]]);
+    await page.evaluate(() => window.c.close());
+    await waitFor("the stream's end", async () => (await post(addr, "/push", { userId: "bob", event: "e", message: "x" })).sent === 0);
+    assert.equal(seen.sockets.length, 3, "no WebSocket after the switch");
+    assert.deepEqual(b.errors, []);
+  } finally {
+    await b.close();
+  }
+});
+
+test('in Chromium: the demo page with transport "sse": subscribe, the pushes show in the log, unsubscribe', { skip, timeout: 90000 }, async (t) => {
+  const addr = await startServer();
+  const why = await noSse(addr);
+  if (why) return t.skip(why);
+  const b = await launch();
+  const { page } = b;
+  const seen = watchConnections(page);
+  try {
+    await page.goto(`http://${addr}/`);
+    await page.fill("#token", "carol");
+    await page.fill("#event", "news");
+    await page.selectOption("#transport", "sse");
+    await page.click("#subscribe");
+    await until(page, "'subscribed' in the log", () => document.getElementById("log").textContent.includes("subscribed"));
+    assert.equal(await page.textContent("#state"), "open");
+    assert.match(await logText(page), /open via Server-Sent Events/);
+    const cmd = await curlCommand(page);
+    if (hasCurl) assert.equal(sh(cmd), "message sent to 1 clients");
+    else await post(addr, "/push", { userId: "carol", event: "news", message: "hello" });
+    await until(page, "the push in the log", () => document.querySelector("#log li.push .message")?.textContent == "hello");
+    await page.click("#unsubscribe");
+    await until(page, "'unsubscribed' in the log", () => document.getElementById("log").textContent.includes("unsubscribed"));
+    await waitFor("the stream's end", async () => (await post(addr, "/push", { userId: "carol", event: "news", message: "x" })).sent === 0);
+    assert.equal(seen.streams.length, 1);
+    assert.deepEqual(seen.sockets, []);
     assert.deepEqual(b.errors, []);
   } finally {
     await b.close();

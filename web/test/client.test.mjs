@@ -46,6 +46,46 @@ class FakeWS {
   }
 }
 
+// A scripted EventSource: the test plays the server with open(), error(),
+// emit(type, data), push(event, message) and serverClose(code, reason).
+class FakeES {
+  constructor(url) {
+    this.url = url;
+    this.closed = false;
+    this.listeners = new Map();
+    this.constructor.all.push(this);
+  }
+  addEventListener(type, fn) {
+    if (!this.listeners.has(type)) this.listeners.set(type, new Set());
+    this.listeners.get(type).add(fn); // a listener added twice runs once, as in a browser
+  }
+  close() {
+    this.closed = true;
+  }
+  get events() {
+    return new URL(this.url).searchParams.getAll("event");
+  }
+  open() {
+    this.onopen({});
+  }
+  error() {
+    this.onerror({});
+  }
+  // Named events go to their listeners only (no onmessage), as in a browser.
+  emit(type, data) {
+    for (const fn of this.listeners.get(type) || []) fn({ type, data: typeof data == "string" ? data : JSON.stringify(data) });
+  }
+  push(event, message) {
+    this.emit(event, { event, message });
+  }
+  // The server's last event, then the end of the stream (an error, unless
+  // the client closed the EventSource first).
+  serverClose(code, reason = "") {
+    this.emit("close", { code, reason });
+    if (!this.closed) this.onerror({});
+  }
+}
+
 // Fake timers and time: advance() runs due timers in order.
 function fakeClock() {
   let t = 0,
@@ -80,14 +120,18 @@ function fakeClock() {
 // Let promise callbacks (token resolution, socket creation) run.
 const settle = () => new Promise((r) => setImmediate(r));
 
-function setup(opts = {}, url = "ws://h/ws") {
+// withES: also give the client an EventSource (streams, lastES).
+function setup(opts = {}, url = "ws://h/ws", withES = false) {
   const WS = class extends FakeWS {};
   WS.all = [];
+  const ES = class extends FakeES {};
+  ES.all = [];
   const clock = fakeClock();
   const states = [];
   const c = connect(url, {
     token: "tok",
     _WebSocket: WS,
+    ...(withES && { _EventSource: ES }),
     _setTimeout: clock.setTimeout,
     _clearTimeout: clock.clearTimeout,
     _now: clock.now,
@@ -96,8 +140,12 @@ function setup(opts = {}, url = "ws://h/ws") {
     ...opts,
   });
   const last = () => WS.all[WS.all.length - 1];
-  return { c, clock, states, last, sockets: WS.all };
+  const lastES = () => ES.all[ES.all.length - 1];
+  return { c, clock, states, last, sockets: WS.all, lastES, streams: ES.all };
 }
+
+// A client with transport "sse" (and an EventSource).
+const setupSse = (opts = {}, url) => setup({ transport: "sse", ...opts }, url, true);
 
 // Outcome of a promise without waiting for it: "pending", "ok" or the error.
 function watch(p) {
@@ -749,4 +797,444 @@ test("close() while connecting closes the socket and ignores its late events", a
   assert.equal(t.c.state, "closed");
   assert.deepEqual(got, []);
   assert.deepEqual(t.clock.pending(), []);
+});
+
+// --- Server-Sent Events (transport "sse", and "auto"'s fallback) ------------
+
+test("connect with transport sse throws when there is no EventSource", () => {
+  assert.throws(() => connect("ws://h/ws", { transport: "sse", _WebSocket: FakeWS }), /no EventSource/);
+});
+
+test("sse: no stream until subscribe; subscribes in one tick open one stream; promises resolve on open", async () => {
+  const t = setupSse();
+  await settle();
+  assert.equal(t.streams.length, 0, "a stream needs at least one event");
+  assert.equal(t.c.state, "connecting");
+  assert.equal(t.c.transport, "sse");
+  const got = [];
+  const a = watch(t.c.subscribe("a", (m, e) => got.push([m, e])));
+  const b = watch(t.c.subscribe("b", (m, e) => got.push([m, e])));
+  await settle();
+  assert.equal(t.streams.length, 1);
+  assert.equal(t.lastES().url, "http://h/sse?envelope=1&token=tok&event=a&event=b");
+  assert.equal(a.v, "pending");
+  t.lastES().open();
+  await settle();
+  assert.equal(a.v, "ok");
+  assert.equal(b.v, "ok");
+  assert.equal(t.c.state, "open");
+  assert.deepEqual(t.states, [["open", undefined]]);
+  t.lastES().push("a", "hello");
+  t.lastES().push("b", { n: 1 });
+  assert.deepEqual(got, [
+    ["hello", "a"],
+    [{ n: 1 }, "b"],
+  ]);
+  assert.equal(t.sockets.length, 0, "no WebSocket at all");
+});
+
+test("sse: the stream URL: sseUrl from ws:// and wss:// URLs, queries kept but envelope, encoded token and events", async () => {
+  const cases = [
+    ["ws://h/ws", undefined, "http://h/sse?envelope=1&token=tok&event=e"],
+    ["wss://h:8443/ws", undefined, "https://h:8443/sse?envelope=1&token=tok&event=e"],
+    ["ws://h:1/app/ws?x=1&y=2#frag", undefined, "http://h:1/sse?x=1&y=2&envelope=1&token=tok&event=e"],
+    ["wss://h/ws?envelope=1", undefined, "https://h/sse?envelope=1&token=tok&event=e"],
+    ["ws://h/ws?envelope=1&y=2", undefined, "http://h/sse?y=2&envelope=1&token=tok&event=e"],
+    ["ws://h/ws?x=1&envelope=1", undefined, "http://h/sse?x=1&envelope=1&token=tok&event=e"],
+    ["ws://[::1]:12345", undefined, "http://[::1]:12345/sse?envelope=1&token=tok&event=e"],
+    ["ws://h/ws", "https://other.example/stream", "https://other.example/stream?envelope=1&token=tok&event=e"],
+    ["ws://h/ws", "https://o/s?k=v&envelope=0#x", "https://o/s?k=v&envelope=1&token=tok&event=e"],
+  ];
+  for (const [url, sseUrl, want] of cases) {
+    const t = setupSse({ sseUrl }, url);
+    t.c.subscribe("e", () => {}).catch(() => {});
+    await settle();
+    assert.equal(t.lastES().url, want, `${url} ${sseUrl}`);
+  }
+  // Token and event names are encoded; a token function is asked per stream.
+  let n = 0;
+  const t = setupSse({ token: () => Promise.resolve("a b&c=" + ++n) });
+  t.c.subscribe("x y/é&", () => {}).catch(() => {});
+  await settle();
+  assert.equal(t.lastES().url, "http://h/sse?envelope=1&token=a%20b%26c%3D1&event=x%20y%2F%C3%A9%26");
+  assert.deepEqual(t.lastES().events, ["x y/é&"]);
+  // No token: an empty one (the server refuses it), never "undefined".
+  const u = setupSse({ token: undefined });
+  u.c.subscribe("e", () => {}).catch(() => {});
+  await settle();
+  assert.equal(new URL(u.lastES().url).searchParams.get("token"), "");
+});
+
+test("sse: subscribe and unsubscribe while open reopen the stream once per tick, settling on the new open", async () => {
+  let calls = 0;
+  const t = setupSse({ token: () => "tok" + ++calls });
+  const got = [];
+  t.c.subscribe("a", (m, e) => got.push([m, e])).catch(() => {});
+  await settle();
+  const first = t.lastES();
+  // Subscribing again while the stream connects: it has the event already.
+  const early = watch(t.c.subscribe("a", (m, e) => got.push([m, e])));
+  await settle();
+  assert.equal(early.v, "pending", "settles when the stream opens");
+  assert.equal(t.streams.length, 1);
+  first.open();
+  await settle();
+  assert.equal(early.v, "ok");
+
+  const b = watch(t.c.subscribe("b", (m, e) => got.push([m, e])));
+  const c2 = watch(t.c.subscribe("c", (m, e) => got.push([m, e])));
+  const u = watch(t.c.unsubscribe("a"));
+  assert.equal(t.streams.length, 1, "not before the end of the tick");
+  await settle();
+  assert.equal(t.streams.length, 2, "one reopen for three calls");
+  assert.equal(calls, 2, "and one token");
+  assert.ok(first.closed, "the old stream is closed");
+  assert.deepEqual(t.lastES().events, ["b", "c"]);
+  assert.equal(b.v, "pending");
+  assert.equal(u.v, "pending");
+  first.push("a", "late, from the old stream"); // ignored
+  t.lastES().open();
+  await settle();
+  assert.equal(b.v, "ok");
+  assert.equal(c2.v, "ok");
+  assert.equal(u.v, "ok");
+  assert.equal(t.c.state, "open");
+  assert.deepEqual(t.states, [["open", undefined]], "open all along");
+  t.lastES().push("c", 1);
+  t.lastES().push("a", "not subscribed");
+  assert.deepEqual(got, [[1, "c"]]);
+
+  // Subscribing again to an event of the stream replaces the handler and
+  // resolves without a new stream; unsubscribing an unknown event too.
+  const again = watch(t.c.subscribe("b", (m) => got.push(["new handler", m])));
+  const none = watch(t.c.unsubscribe("zzz"));
+  await settle();
+  assert.equal(again.v, "ok");
+  assert.equal(none.v, "ok");
+  assert.equal(t.streams.length, 2);
+  t.lastES().push("b", "x");
+  assert.deepEqual(got.at(-1), ["new handler", "x"]);
+
+  // Subscribe and unsubscribe of the same new event in one tick: no reopen.
+  t.c.subscribe("d", () => {}).catch(() => {});
+  await t.c.unsubscribe("d");
+  await settle();
+  assert.equal(t.streams.length, 2);
+});
+
+test("sse: a stream that fails before opening rejects the waiting promises, is closed, and retries with the WebSocket backoff", async () => {
+  const t = setupSse();
+  const a = watch(t.c.subscribe("a", () => {}));
+  await settle();
+  const es = t.lastES();
+  es.error(); // e.g. HTTP 401, 404 or 503: EventSource shows no status
+  await settle();
+  assert.equal(a.v.code, 1006);
+  assert.ok(es.closed, "closed, so it does not reconnect by itself");
+  assert.deepEqual(t.states, [["reconnecting", { code: 1006, reason: "connection failed", delay: 1000 }]]);
+  await t.clock.advance(999);
+  assert.equal(t.streams.length, 1);
+  await t.clock.advance(1);
+  assert.equal(t.streams.length, 2);
+  assert.deepEqual(t.lastES().events, ["a"], "still subscribed");
+  // Two more failures: the third in a row slows down, and says so, as on WebSocket.
+  const delays = [];
+  for (let i = 0; i < 2; i++) {
+    t.lastES().error();
+    delays.push(t.clock.pending()[0].ms);
+    await t.clock.advance(delays[i]);
+  }
+  assert.deepEqual(delays, [4000, 30000]);
+  assert.equal(t.states.at(-1)[1].reason, "no connection after 3 attempts (origin not allowed? wrong URL? server down?); retrying every 15-30 s");
+  t.lastES().open();
+  assert.equal(t.c.state, "open");
+
+  // A subscribe made during the backoff waits for the next attempt.
+  t.lastES().error(); // after open: +1
+  const b = watch(t.c.subscribe("b", () => {}));
+  await settle();
+  assert.equal(t.streams.length, 4, "no stream before the timer");
+  assert.equal(b.v, "pending");
+  await t.clock.advance(t.clock.pending()[0].ms);
+  assert.deepEqual(t.lastES().events, ["a", "b"]);
+
+  // A reopen that fails rejects its subscribe and unsubscribe alike.
+  t.lastES().open();
+  await settle();
+  assert.equal(b.v, "ok");
+  const c2 = watch(t.c.subscribe("c", () => {}));
+  const u = watch(t.c.unsubscribe("a"));
+  await settle();
+  t.lastES().error();
+  await settle();
+  assert.equal(c2.v.code, 1006);
+  assert.equal(u.v.code, 1006);
+  await t.clock.advance(t.clock.pending()[0].ms);
+  assert.deepEqual(t.lastES().events, ["b", "c"], "the unsubscribe still took effect");
+});
+
+test("sse: a stream lost after opening is closed and reconnects, registering every event again", async () => {
+  let n = 0;
+  const t = setupSse({ token: () => "t" + ++n });
+  const got = [];
+  t.c.subscribe("a", (m) => got.push(m)).catch(() => {});
+  await settle();
+  t.lastES().open();
+  const es = t.lastES();
+  es.error();
+  assert.ok(es.closed);
+  assert.deepEqual(t.states.at(-1), ["reconnecting", { code: 1006, reason: "connection failed", delay: 500 }]);
+  await t.clock.advance(500);
+  assert.equal(new URL(t.lastES().url).searchParams.get("token"), "t2");
+  t.lastES().open();
+  t.lastES().push("a", "back");
+  es.push("a", "from the dead stream");
+  es.error();
+  assert.deepEqual(got, ["back"]);
+  assert.equal(t.c.state, "open");
+  assert.deepEqual(t.clock.pending(), []);
+});
+
+test("sse: pushes keep their type; gap, other events and non-JSON data are not pushes; envelope: false hands on text", async () => {
+  const t = setupSse();
+  const got = [];
+  t.c.subscribe("a", (m, e) => got.push([m, e])).catch(() => {});
+  t.c.subscribe("close", (m, e) => got.push([m, e])).catch(() => {});
+  await settle();
+  const es = t.lastES();
+  es.open();
+  es.push("a", "42");
+  es.push("a", 42);
+  es.push("a", { n: [1, "2"] });
+  es.push("a", true);
+  es.push("a", "line 1\nline 2");
+  es.emit("a", "not json");
+  es.emit("gap", { event: "a", recovered: false });
+  es.emit("a", { event: "a", recovered: false }); // no message: not a push
+  es.push("close", "an event named close"); // a push, not the end of the stream
+  assert.deepEqual(got, [
+    ["42", "a"],
+    [42, "a"],
+    [{ n: [1, "2"] }, "a"],
+    [true, "a"],
+    ["line 1\nline 2", "a"],
+    ["an event named close", "close"],
+  ]);
+  assert.equal(t.c.state, "open");
+
+  // envelope: false: every handler gets each push as its text, event null
+  // (the same as over a WebSocket without envelope), though SSE asks for it.
+  const r = setupSse({ envelope: false });
+  const raw = [];
+  r.c.subscribe("a", (m, e) => raw.push(["A", m, e])).catch(() => {});
+  r.c.subscribe("b", (m, e) => raw.push(["B", m, e])).catch(() => {});
+  await settle();
+  assert.match(r.lastES().url, /[?&]envelope=1&/);
+  r.lastES().open();
+  r.lastES().push("a", "text");
+  r.lastES().push("b", { n: 1 });
+  assert.deepEqual(raw, [
+    ["A", "text", null],
+    ["B", "text", null],
+    ["A", '{"n":1}', null],
+    ["B", '{"n":1}', null],
+  ]);
+});
+
+test("sse: event close 4000, 1001 and 4008 reconnect with backoff; 4001 ends the client for good", async () => {
+  for (const code of [4000, 1001, 4008]) {
+    const t = setupSse();
+    t.c.subscribe("a", () => {}).catch(() => {});
+    await settle();
+    t.lastES().open();
+    const es = t.lastES();
+    es.serverClose(code, "why");
+    assert.ok(es.closed);
+    assert.deepEqual(t.states.at(-1), ["reconnecting", { code, reason: "why", delay: 500 }], String(code));
+    assert.equal(t.clock.pending().length, 1, "one retry, not one per error");
+    await t.clock.advance(500);
+    assert.equal(t.streams.length, 2);
+    t.lastES().open();
+    assert.equal(t.c.state, "open");
+  }
+
+  const seen = [];
+  const t = setupSse({ onclose: (e) => seen.push(e) });
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  t.lastES().open();
+  const pending = watch(t.c.subscribe("b", () => {}));
+  t.lastES().serverClose(4001, "dropped for good");
+  await settle();
+  assert.equal(t.c.state, "closed");
+  assert.deepEqual(t.states.at(-1), ["closed", { code: 4001, reason: "dropped for good" }]);
+  assert.deepEqual(seen, [{ code: 4001, reason: "dropped for good" }]);
+  assert.equal(pending.v.code, 4001);
+  await t.clock.advance(120000);
+  assert.equal(t.streams.length, 1, "never reopens");
+});
+
+test("sse: event close 4401/4403: onAuthError and closed; a token function is asked once more at once", async () => {
+  for (const code of [4401, 4403]) {
+    const errs = [];
+    const t = setupSse({ onAuthError: (e) => errs.push(e) });
+    t.c.subscribe("a", () => {}).catch(() => {});
+    await settle();
+    t.lastES().open();
+    t.lastES().serverClose(code, "token expired");
+    assert.deepEqual(errs, [{ code, reason: "token expired" }]);
+    assert.equal(t.c.state, "closed");
+    await t.clock.advance(120000);
+    assert.equal(t.streams.length, 1);
+  }
+
+  const errs = [];
+  let calls = 0;
+  const t = setupSse({ token: () => "t" + ++calls, onAuthError: (e) => errs.push(e) });
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  t.lastES().open();
+  t.lastES().serverClose(4401, "token expired");
+  await settle();
+  assert.deepEqual(t.states.at(-1), ["reconnecting", { code: 4401, reason: "token expired", delay: 0 }]);
+  assert.equal(t.streams.length, 2, "fresh token asked at once, no backoff");
+  assert.equal(new URL(t.lastES().url).searchParams.get("token"), "t2");
+  t.lastES().serverClose(4401, "still bad");
+  await settle();
+  assert.deepEqual(errs, [{ code: 4401, reason: "still bad" }]);
+  assert.equal(t.c.state, "closed");
+
+  // The allowance comes back once a stream opens (the token was accepted).
+  let k = 0;
+  const u = setupSse({ token: () => "u" + ++k, onAuthError: (e) => errs.push(e) });
+  u.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  for (let round = 0; round < 3; round++) {
+    u.lastES().open();
+    u.lastES().serverClose(4401, "expired later");
+    await settle();
+    assert.equal(u.c.state, "reconnecting");
+  }
+  assert.equal(errs.length, 1);
+  assert.equal(k, 4);
+});
+
+test("sse: unsubscribing the last event closes the stream and waits for subscribe()", async () => {
+  const t = setupSse();
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  const es = t.lastES();
+  es.open();
+  const u = watch(t.c.unsubscribe("a"));
+  await settle();
+  assert.equal(u.v, "ok");
+  assert.ok(es.closed);
+  assert.equal(t.c.state, "reconnecting");
+  assert.deepEqual(t.states.at(-1), ["reconnecting", { code: 1000, reason: "nothing subscribed" }]);
+  assert.deepEqual(t.clock.pending(), []);
+  await t.clock.advance(60000);
+  assert.equal(t.streams.length, 1);
+  const b = watch(t.c.subscribe("b", () => {}));
+  await settle();
+  assert.equal(t.streams.length, 2);
+  assert.deepEqual(t.lastES().events, ["b"]);
+  t.lastES().open();
+  await settle();
+  assert.equal(b.v, "ok");
+  assert.equal(t.c.state, "open");
+
+  // Unsubscribed while the first stream connects: it is closed, quietly.
+  const v = setupSse();
+  const a = watch(v.c.subscribe("a", () => {}));
+  await settle();
+  const w = watch(v.c.unsubscribe("a"));
+  await settle();
+  assert.equal(w.v, "ok");
+  assert.equal(a.v.code, 0);
+  assert.ok(v.lastES().closed);
+  assert.equal(v.c.state, "connecting");
+  assert.deepEqual(v.states, []);
+});
+
+test("sse: close() closes the stream, rejects pending promises and cancels a due reopen", async () => {
+  const t = setupSse();
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  t.lastES().open();
+  const b = watch(t.c.subscribe("b", () => {}));
+  t.c.close();
+  await settle();
+  assert.equal(b.v.code, 1000);
+  assert.ok(t.lastES().closed);
+  assert.equal(t.streams.length, 1, "the reopen due for b is cancelled");
+  assert.equal(t.c.state, "closed");
+  t.lastES().push("a", "late");
+  t.lastES().error();
+  assert.deepEqual(t.clock.pending(), []);
+});
+
+test("auto: after 3 WebSocket opens fail in a row the client switches to SSE, and stays there", async () => {
+  const t = setup({}, "wss://h/ws", true);
+  const got = [];
+  const a = watch(t.c.subscribe("a", (m, e) => got.push([m, e])));
+  await settle();
+  assert.equal(t.c.transport, "websocket");
+  // An open in between starts the count again.
+  t.last().error();
+  await t.clock.advance(t.clock.pending()[0].ms);
+  t.last().open();
+  t.last().serverClose(1006);
+  await t.clock.advance(t.clock.pending()[0].ms);
+  for (let i = 0; i < 2; i++) {
+    t.last().error();
+    await t.clock.advance(t.clock.pending()[0].ms);
+  }
+  assert.equal(t.streams.length, 0, "two failures in a row since the open");
+  t.last().error();
+  assert.equal(t.c.transport, "sse");
+  assert.equal(t.c.state, "reconnecting");
+  assert.deepEqual(t.states.at(-1), [
+    "reconnecting",
+    { code: 1006, reason: "no WebSocket connection after 3 attempts; trying Server-Sent Events", delay: 1000 },
+  ]);
+  assert.equal(t.sockets.length, 5);
+  await t.clock.advance(1000);
+  assert.equal(t.sockets.length, 5, "no more WebSockets");
+  assert.equal(t.streams.length, 1);
+  assert.equal(t.lastES().url, "https://h/sse?envelope=1&token=tok&event=a");
+  t.lastES().open();
+  await settle();
+  assert.equal(t.c.state, "open");
+  t.lastES().push("a", { via: "sse" });
+  assert.deepEqual(got, [[{ via: "sse" }, "a"]]);
+  assert.ok(a.v instanceof Error, "the subscribe pending on the first socket rejected, as on WebSocket");
+
+  // Stays on SSE after a stream drop; 3 failed streams slow down as usual.
+  t.lastES().serverClose(4000);
+  for (let i = 0; i < 3; i++) {
+    await t.clock.advance(t.clock.pending()[0].ms);
+    t.lastES().error();
+  }
+  assert.equal(t.sockets.length, 5);
+  assert.equal(t.streams.length, 4);
+  assert.equal(t.states.at(-1)[1].reason, "no connection after 3 attempts (origin not allowed? wrong URL? server down?); retrying every 15-30 s");
+  assert.ok(t.clock.pending()[0].ms >= 15000);
+});
+
+test('transport "websocket" never switches; "auto" without EventSource keeps to WebSocket', async () => {
+  for (const [opts, withES] of [
+    [{ transport: "websocket" }, true],
+    [{}, false],
+  ]) {
+    const t = setup(opts, "ws://h/ws", withES);
+    t.c.subscribe("a", () => {}).catch(() => {});
+    await settle();
+    for (let i = 0; i < 6; i++) {
+      t.last().error();
+      await t.clock.advance(t.clock.pending()[0].ms);
+    }
+    assert.equal(t.sockets.length, 7);
+    assert.equal(t.streams.length, 0);
+    assert.equal(t.c.transport, "websocket");
+  }
 });
