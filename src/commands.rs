@@ -50,7 +50,13 @@ pub(crate) fn drive(hub: &mut Hub, id: usize, conn: &mut Conn, input: bool, now:
         Drained::Spent => hub.revisit.push(id),
         Drained::Dry => {}
     }
-    conn.out.flush_out().is_ok()
+    if conn.out.flush_out().is_err() {
+        return false;
+    }
+    if let State::Session(Session::Sse(s)) = &mut conn.state {
+        s.finish(&mut conn.out);
+    }
+    true
 }
 
 /// The WebSocket's messages of this turn, each acted on in order. False

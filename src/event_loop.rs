@@ -365,9 +365,7 @@ impl Loop {
                     || commands::drive(&mut self.hub, id, &mut conn, true, now))
             }
             State::Session(_) => commands::drive(&mut self.hub, id, &mut conn, ready.input, now),
-            State::Linger { .. } => {
-                crate::outbound::discard_some(&mut conn.out.io) != crate::outbound::Drained::Gone
-            }
+            State::Linger { .. } => Hub::keep_lingering(&mut conn),
         };
         self.settle(id, conn, keep, now);
     }

@@ -300,10 +300,21 @@ impl Hub {
     /// After a final response: shut our side once it is written, then drain
     /// input for a moment so the peer reads the response, not a reset.
     pub fn linger(&mut self, conn: &mut Conn, now: Instant) -> bool {
-        conn.out.io.shutdown_write();
         conn.state = State::Linger {
             until: now + CLOSE_GRACE,
         };
+        Hub::keep_lingering(conn)
+    }
+
+    /// A lingering connection's turn: its answer goes out, then our side
+    /// is shut (a FIN before the answer left would cut it off), and what
+    /// the peer still sends is read and dropped. False once the peer is gone.
+    pub fn keep_lingering(conn: &mut Conn) -> bool {
+        match conn.out.flush_out() {
+            Err(_) => return false,
+            Ok(true) => conn.out.io.shutdown_write(),
+            Ok(false) => {}
+        }
         discard_some(&mut conn.out.io) != Drained::Gone
     }
 

@@ -119,13 +119,20 @@ impl SseSession {
             bytes.extend_from_slice(b"0\r\n\r\n");
         }
         // Our own last words: sent even past the backlog limit (they are
-        // small, and a slow consumer is told why it is cut off).
+        // small, and a slow consumer is told why it is cut off). Our side
+        // is shut once they are written (`finish`).
         out.send(&bytes);
-        let _ = out.flush_out();
-        out.io.shutdown_write();
         self.phase = Phase::Closing {
             until: now + t.close_grace,
         };
+    }
+
+    /// Once a closed stream's last bytes are written, shuts our side (the
+    /// client's end of stream). Before that, a FIN would cut them off.
+    pub fn finish<S: Io>(&mut self, out: &mut Outbound<S>) {
+        if !self.is_open() && out.queued() == 0 {
+            out.io.shutdown_write();
+        }
     }
 
     /// The stream stopped without a close of ours (the peer left).
@@ -357,6 +364,8 @@ mod tests {
         let mut out = Outbound::new(MemIo::default(), 1 << 20);
         let mut s = SseSession::new(true, false, &t, t0);
         s.close(&mut out, &Close::new(close::DROPPED), t0, &t);
+        assert!(out.flush_out().unwrap());
+        s.finish(&mut out);
         let data = r#"{"code":4000,"reason":"dropped"}"#;
         let block = format!("event: close\ndata: {data}\n\n");
         assert_eq!(text(&out), format!("{:x}\r\n{block}\r\n0\r\n\r\n", block.len()));
@@ -380,8 +389,12 @@ mod tests {
         assert_eq!(s.send(&mut out, &event), Admit::Taken);
         assert_eq!(s.send(&mut out, &event), Admit::Over);
         s.close(&mut out, &Close::new(close::SLOW_CONSUMER), t0, &t);
+        s.finish(&mut out);
+        assert!(!out.io.shut, "not before the last bytes are out");
         out.io.room = None;
         assert!(out.flush_out().unwrap());
+        s.finish(&mut out);
+        assert!(out.io.shut);
         assert!(text(&out).ends_with("event: close\ndata: {\"code\":4008,\"reason\":\"slow consumer\"}\n\n"));
     }
 }

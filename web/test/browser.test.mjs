@@ -60,10 +60,14 @@ function tempDir(prefix) {
 async function metrics(addr) {
   const r = await fetch(`http://${addr}/metrics`);
   assert.equal(r.status, 200);
+  // A metric split by label (transport="ws"|"sse") counts as their sum,
+  // and each labelled line is there too, by its full name.
   const m = {};
   for (const line of (await r.text()).split("\n")) {
-    const f = /^(\w+) (\d+)$/.exec(line);
-    if (f) m[f[1]] = Number(f[2]);
+    const f = /^(\w+)(\{[^}]*\})? (\d+)$/.exec(line);
+    if (!f) continue;
+    m[f[1]] = (m[f[1]] || 0) + Number(f[3]);
+    if (f[2]) m[f[1] + f[2]] = Number(f[3]);
   }
   return m;
 }
