@@ -144,7 +144,7 @@ fn answer_round(hub: &mut Hub, conns: &mut Slab<Conn>, id: usize, conn: &mut Con
             Ok(Next::WantsContinue) => {
                 // Refuse before the client sends a body we would discard.
                 let Some(head) = http.pending_head() else { break };
-                match admit(hub, head, conn.peer) {
+                match admit(hub, head, conn.peer, Style::of(head).json) {
                     Err(resp) => {
                         hub.answer(&mut out, resp, Style::CLOSING);
                         http.close_after = true;
@@ -165,7 +165,11 @@ fn answer_round(hub: &mut Hub, conns: &mut Slab<Conn>, id: usize, conn: &mut Con
                 // After the peer's FIN every buffered request is still
                 // answered; the last one buffered says the connection closes.
                 style.keep_alive &= !(http.read_closed && http.input().is_empty());
-                let outcome = match http.route.take().map_or_else(|| admit(hub, &head, conn.peer), Ok) {
+                let outcome = match http
+                    .route
+                    .take()
+                    .map_or_else(|| admit(hub, &head, conn.peer, style.json), Ok)
+                {
                     Err(resp) => Outcome::Answer(resp),
                     Ok(route) => handle(
                         hub,
@@ -214,8 +218,7 @@ fn answer_round(hub: &mut Hub, conns: &mut Slab<Conn>, id: usize, conn: &mut Con
 
 /// Routes a request (once) and applies push auth: the route, or the
 /// answer that refuses it before its body is read (404, 405, 401, 403).
-fn admit(hub: &mut Hub, head: &Head, peer: Peer) -> Result<Route, Response> {
-    let json = Style::of(head).json;
+fn admit(hub: &mut Hub, head: &Head, peer: Peer, json: bool) -> Result<Route, Response> {
     let route = match route::route(head, &hub.settings.paths) {
         Ok(route) => route,
         Err(Refused::NotFound) => return Err(Response::error(404, "404 page not found", json)),

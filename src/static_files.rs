@@ -149,19 +149,10 @@ pub fn whoami(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{parse_head, Limits, Parsed};
+    use crate::http::request::head_for_test;
 
     fn head(extra: &str) -> Head {
-        let req = format!("GET /wspush.js HTTP/1.1\r\n{extra}\r\n");
-        let limits = Limits {
-            max_head_bytes: 1024,
-            max_headers: 8,
-            max_body_bytes: 8,
-        };
-        match parse_head(req.as_bytes(), &limits) {
-            Ok(Parsed::Done(h, _)) => h,
-            _ => panic!("did not parse"),
-        }
+        head_for_test(&format!("GET /wspush.js HTTP/1.1\r\n{extra}\r\n"))
     }
 
     #[test]

@@ -360,19 +360,7 @@ pub fn origin_allowed(allowed: Option<&[String]>, origin: Option<&str>) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{parse_head, Limits, Parsed};
-
-    fn parse(raw: &str) -> Head {
-        let limits = Limits {
-            max_head_bytes: 4096,
-            max_headers: 16,
-            max_body_bytes: 8,
-        };
-        match parse_head(raw.as_bytes(), &limits) {
-            Ok(Parsed::Done(h, _)) => h,
-            _ => panic!("did not parse: {raw:?}"),
-        }
-    }
+    use crate::http::request::head_for_test as parse;
 
     fn head() -> Head {
         parse("POST /push HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer k\r\n\r\n")

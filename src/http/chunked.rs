@@ -264,7 +264,7 @@ pub fn decode_chunked(buf: &[u8], max_body_bytes: usize) -> Result<Parsed<Vec<u8
     })
 }
 
-fn hex_value(b: u8) -> Option<u8> {
+pub(crate) fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

@@ -1,6 +1,7 @@
 //! Query strings: `a=1&b=x%20y`, percent-decoded, `+` as a space (the
 //! form encoding browsers and `curl --data-urlencode -G` produce).
 
+use super::chunked::hex_value as hex;
 use std::borrow::Cow;
 
 /// The `key=value` pairs of `query`, decoded; a key without `=` has an
@@ -44,15 +45,6 @@ pub fn decode(s: &str) -> Option<Cow<'_, str>> {
         i += 1;
     }
     String::from_utf8(out).ok().map(Cow::Owned)
-}
-
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -368,6 +368,20 @@ fn parse_window(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, Ht
     Ok(Some((head, consumed)))
 }
 
+/// A complete request head from text, for unit tests elsewhere.
+#[cfg(test)]
+pub fn head_for_test(raw: &str) -> Head {
+    let limits = Limits {
+        max_head_bytes: 8192,
+        max_headers: 64,
+        max_body_bytes: 1024,
+    };
+    match parse_head(raw.as_bytes(), &limits) {
+        Ok(Parsed::Done(h, _)) => h,
+        _ => panic!("test request did not parse: {raw:?}"),
+    }
+}
+
 fn map_httparse_error(e: httparse::Error) -> HttpError {
     match e {
         httparse::Error::TooManyHeaders => HttpError::HeadersTooLarge,

@@ -96,19 +96,10 @@ pub fn route(head: &Head, paths: &Paths) -> Result<Route, Refused> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{parse_head, Limits, Parsed};
+    use crate::http::request::head_for_test;
 
     fn head(method: &str, path: &str) -> Head {
-        let req = format!("{method} {path} HTTP/1.1\r\n\r\n");
-        let limits = Limits {
-            max_head_bytes: 1024,
-            max_headers: 8,
-            max_body_bytes: 8,
-        };
-        match parse_head(req.as_bytes(), &limits) {
-            Ok(Parsed::Done(h, _)) => h,
-            _ => panic!("did not parse"),
-        }
+        head_for_test(&format!("{method} {path} HTTP/1.1\r\n\r\n"))
     }
 
     fn paths(demo: bool) -> Paths {

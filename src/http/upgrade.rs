@@ -66,19 +66,10 @@ pub fn handshake_response(accept: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{parse_head, Limits, Parsed};
+    use crate::http::request::head_for_test;
 
     fn head(extra: &str, method: &str) -> Head {
-        let req = format!("{method} /ws HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
-        let limits = Limits {
-            max_head_bytes: 8192,
-            max_headers: 64,
-            max_body_bytes: 1024,
-        };
-        match parse_head(req.as_bytes(), &limits) {
-            Ok(Parsed::Done(h, _)) => h,
-            _ => panic!("test request did not parse"),
-        }
+        head_for_test(&format!("{method} /ws HTTP/1.1\r\nHost: x\r\n{extra}\r\n"))
     }
 
     const GOOD: &str = "Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";

@@ -467,10 +467,7 @@ fn max_connections_counts_streams_and_websockets() {
     let r = sse_open(a, "event=e&token=carol", "").err().expect("503");
     assert_eq!(r.status, 503);
     assert!(r.header("Retry-After").is_some());
-    assert!(
-        try_ws(a, "/ws", &[]).is_err(),
-        "the upgrade is refused too"
-    );
+    assert!(try_ws(a, "/ws", &[]).is_err(), "the upgrade is refused too");
 }
 
 #[test]
