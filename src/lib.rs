@@ -37,8 +37,14 @@ mod conn;
 mod event_loop;
 pub mod http;
 mod jwt;
+/// Listeners (TCP, unix, systemd's); public for integration tests.
+#[doc(hidden)]
+pub mod listen;
 mod metrics;
 mod names;
+/// sd_notify without libsystemd; public for integration tests.
+#[doc(hidden)]
+pub mod notify;
 mod push;
 mod redis;
 /// The Redis protocol parser; public for fuzz targets.
