@@ -299,7 +299,7 @@ impl Config {
                 let path = path.as_deref()?;
                 let mode = exposed_mode(path)?;
                 Some(format!(
-                    "{flag} {} can be read by other users (mode {mode:04o}): `chmod 600` it, \
+                    "{flag} {} is open to other users (mode {mode:04o}): `chmod 600` it, \
                      or pass it with systemd's LoadCredential=",
                     path.display()
                 ))
@@ -1591,7 +1591,7 @@ mod tests {
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(
             w[0].starts_with(&format!(
-                "--push-key-file {} can be read by other users (mode 0644)",
+                "--push-key-file {} is open to other users (mode 0644)",
                 key.display()
             )),
             "{}",

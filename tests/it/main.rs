@@ -23,6 +23,7 @@ mod deploy_activation;
 mod deploy_cli;
 mod deploy_log_json;
 mod deploy_units;
+mod deploy_wiring;
 mod fuzz_regressions;
 mod http_bodies;
 mod http_curl;
