@@ -5,17 +5,31 @@
 //! README's configuration table, so they cannot drift apart.
 
 use crate::cluster::url::RedisUrl;
+use crate::listen::{Addr, BindOptions, Role};
 use crate::log::Level;
 pub use crate::secret::Secret;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use crate::log::Format as LogFormat;
 
 /// All settings of a server. `Config::default()` is what `wspush` runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Address to listen on (`host:port`; port 0 picks a free one).
+    /// Address to listen on (`host:port`, port 0 picks a free one, or
+    /// `unix:/path`): the main listener, the one `listening on` names
+    /// first.
     pub listen: String,
+    /// More addresses served like `listen` (`--listen` given again).
+    pub listen_more: Vec<String>,
+    /// Addresses that serve the push endpoints; when any is set, the
+    /// other listeners answer those paths with 404.
+    pub push_listen: Vec<String>,
+    /// Permission bits of unix socket files (`--socket-mode`).
+    pub socket_mode: u32,
+    /// SO_REUSEPORT on TCP listeners: several processes share one port.
+    pub reuse_port: bool,
     /// Path of the WebSocket endpoint.
     pub ws_path: String,
     /// Path of the Server-Sent Events endpoint.
@@ -43,6 +57,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Log level.
     pub log_level: Level,
+    /// Log line format: text, or one JSON object per line.
+    pub log_format: LogFormat,
     /// Bearer key for the push endpoints; none = loopback clients only.
     pub push_key: Option<Secret>,
     /// The file `push_key` was read from (`--push-key-file`), so an error
@@ -62,6 +78,8 @@ pub struct Config {
     pub demo: bool,
     /// Cluster mode: pushes go through this Redis to every node.
     pub redis: Option<RedisUrl>,
+    /// The file `redis` was read from (`--redis-url-file`).
+    pub redis_url_file: Option<PathBuf>,
     /// The pub/sub channel the nodes of one cluster share.
     pub redis_channel: String,
     /// How long Redis may take to connect or answer before the node counts
@@ -73,6 +91,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "0.0.0.0:12345".into(),
+            listen_more: Vec::new(),
+            push_listen: Vec::new(),
+            socket_mode: crate::listen::DEFAULT_SOCKET_MODE,
+            reuse_port: false,
             ws_path: "/ws".into(),
             sse_path: "/sse".into(),
             push_path: "/push".into(),
@@ -86,6 +108,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             log_level: Level::Info,
+            log_format: LogFormat::Text,
             push_key: None,
             push_key_file: None,
             auth_tokens: None,
@@ -94,6 +117,7 @@ impl Default for Config {
             allowed_origins: None,
             demo: true,
             redis: None,
+            redis_url_file: None,
             redis_channel: "wspush".into(),
             redis_timeout: Duration::from_secs(2),
         }
@@ -206,8 +230,109 @@ impl Config {
         if self.allowed_origins.as_ref().is_some_and(Vec::is_empty) {
             return err("--allowed-origins lists no origin".into());
         }
+        if let Err(why) = check_socket_mode(self.socket_mode) {
+            return err(format!("--socket-mode: {why}"));
+        }
+        self.listeners()?;
         Ok(())
     }
+
+    /// Every address to listen on, with its role: the `--listen` ones in
+    /// the order given (the first is the main one), then `--push-listen`.
+    /// An error names the flag and the address.
+    pub fn listeners(&self) -> Result<Vec<(Addr, Role)>, ConfigError> {
+        if self.listen.trim().is_empty() {
+            return Err(ConfigError("--listen gives no address".into()));
+        }
+        let main = std::iter::once(&self.listen).chain(&self.listen_more);
+        let all = main
+            .map(|a| ("--listen", a, Role::Main))
+            .chain(self.push_listen.iter().map(|a| ("--push-listen", a, Role::Push)));
+        let mut out: Vec<(Addr, Role)> = Vec::new();
+        for (flag, text, role) in all {
+            let addr: Addr = text.parse().map_err(|e| ConfigError(format!("{flag} {e}")))?;
+            // Port 0 is a fresh port each time; anything else twice would
+            // fail to bind, or with --reuse-port silently split one
+            // address's clients between two roles.
+            let fixed = !matches!(addr, Addr::Tcp(a) if a.port() == 0);
+            if fixed && out.iter().any(|(a, _)| *a == addr) {
+                return Err(ConfigError(format!("{flag} {addr} is given twice")));
+            }
+            out.push((addr, role));
+        }
+        Ok(out)
+    }
+
+    /// How [`listeners`](Config::listeners) are bound.
+    pub fn bind_options(&self) -> BindOptions {
+        BindOptions {
+            reuse_port: self.reuse_port,
+            socket_mode: self.socket_mode,
+        }
+    }
+
+    /// Warnings about secret files others can read (the key is as good as
+    /// published on a shared machine). Said at start, after `listening on`.
+    pub fn secret_file_warnings(&self) -> Vec<String> {
+        let files = [
+            ("--push-key-file", &self.push_key_file),
+            ("--jwt-secret-file", &self.jwt_secret_file),
+            ("--redis-url-file", &self.redis_url_file),
+        ];
+        files
+            .into_iter()
+            .filter_map(|(flag, path)| {
+                let path = path.as_deref()?;
+                let mode = exposed_mode(path)?;
+                Some(format!(
+                    "{flag} {} is open to other users (mode {mode:04o}): `chmod 600` it, \
+                     or pass it with systemd's LoadCredential=",
+                    path.display()
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The permission bits of `path` if its group or others have any access.
+fn exposed_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+/// A socket file mode: permission bits only, and the owner must be able
+/// to connect (connecting needs write permission).
+fn check_socket_mode(mode: u32) -> Result<(), String> {
+    if mode > 0o777 {
+        return Err(format!("{mode:o} is not a permission mode (at most 777)"));
+    }
+    if mode & 0o200 == 0 {
+        return Err(format!(
+            "{mode:04o} lets not even the owner connect (connecting needs write permission; try 0660)"
+        ));
+    }
+    Ok(())
+}
+
+/// `0660`, `660` or `0o660`: octal, as chmod takes it.
+fn parse_mode(v: &str) -> Result<u32, String> {
+    let t = v.trim();
+    let digits = t.strip_prefix("0o").unwrap_or(t);
+    let bad = || format!("{v:?} is not an octal mode like 0660");
+    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(bad());
+    }
+    u32::from_str_radix(digits, 8).map_err(|_| bad())
+}
+
+/// `a,b` → `["a", "b"]`, blanks dropped: a list flag's value (one
+/// environment variable can hold several addresses).
+fn split_list(v: &str) -> impl Iterator<Item = String> + '_ {
+    v.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
 }
 
 /// What the command line asked for.
@@ -333,9 +458,47 @@ const FLAGS: &[Flag] = &[
         name: "listen",
         env: "WSPUSH_LISTEN",
         metavar: "ADDR",
-        help: "address to listen on (default 0.0.0.0:12345; port 0 picks a free port)",
+        help: "address to listen on: host:port (port 0 picks a free one) or unix:/path; repeat it \
+               (or give A,B) for several, the first is the main one (default 0.0.0.0:12345)",
         set: |c, v| {
-            c.listen = v.to_string();
+            for addr in split_list(v) {
+                if c.listen.is_empty() {
+                    c.listen = addr;
+                } else {
+                    c.listen_more.push(addr);
+                }
+            }
+            Ok(())
+        },
+    },
+    Flag {
+        name: "push-listen",
+        env: "WSPUSH_PUSH_LISTEN",
+        metavar: "ADDR",
+        help: "serve the push endpoints (/push, /broadcast, /drop, /metrics, ...) here only, \
+               and 404 on the --listen addresses; repeatable (default: on every listener)",
+        set: |c, v| {
+            c.push_listen.extend(split_list(v));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "socket-mode",
+        env: "WSPUSH_SOCKET_MODE",
+        metavar: "OCTAL",
+        help: "permissions of unix:/path socket files; connecting needs write permission (default 0660)",
+        set: |c, v| {
+            c.socket_mode = parse_mode(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "reuse-port",
+        env: "WSPUSH_REUSE_PORT",
+        metavar: "",
+        help: "SO_REUSEPORT: several wspush processes share one port (join them with --redis)",
+        set: |c, v| {
+            c.reuse_port = parse_switch(v)?;
             Ok(())
         },
     },
@@ -542,6 +705,22 @@ const FLAGS: &[Flag] = &[
                redis://[user:password@]host[:port][/db] or unix:///path (default: off, one node)",
         set: |c, v| {
             c.redis = Some(RedisUrl::parse(v)?);
+            c.redis_url_file = None;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "redis-url-file",
+        env: "WSPUSH_REDIS_URL_FILE",
+        metavar: "FILE",
+        help: "read the --redis URL from FILE (keeps its password out of ps); not with --redis",
+        set: |c, v| {
+            let url = read_secret_file(v)?;
+            if url.expose().trim().is_empty() {
+                return Err(format!("{v} is empty"));
+            }
+            c.redis = Some(RedisUrl::parse(url.expose().trim()).map_err(|e| format!("{v}: {e}"))?);
+            c.redis_url_file = Some(PathBuf::from(v));
             Ok(())
         },
     },
@@ -575,6 +754,16 @@ const FLAGS: &[Flag] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "log-format",
+        env: "WSPUSH_LOG_FORMAT",
+        metavar: "FORMAT",
+        help: "text, or json: one object per line with time, level, message (default text)",
+        set: |c, v| {
+            c.log_format = LogFormat::parse(v).ok_or_else(|| format!("unknown log format {v:?} (text or json)"))?;
+            Ok(())
+        },
+    },
 ];
 
 /// The `--help` text.
@@ -600,7 +789,11 @@ pub fn help() -> String {
          /metrics answer loopback clients only, and refuse what a browser or a proxy\n\
          sends (Origin, Sec-Fetch-Site, X-Forwarded-For, Forwarded, a Host that is not\n\
          localhost or a loopback address); with it they need Authorization: Bearer KEY\n\
-         from anywhere. SIGHUP re-reads --auth-tokens.\n\
+         from anywhere; a unix-socket client counts as loopback. With --push-listen,\n\
+         those endpoints are served only there (404 elsewhere). SIGHUP re-reads\n\
+         --auth-tokens. Under systemd, sockets it passes (LISTEN_FDS; the one named\n\
+         \"push\" is a --push-listen) replace --listen, and NOTIFY_SOCKET gets\n\
+         READY=1, STOPPING=1 and WATCHDOG=1.\n\
          Durations (SECS) are seconds (30, 0.5) or take a unit (500ms, 30s, 5m, 1h, 1d):\n\
          0 where it turns a timeout off, else 1ms to one year. Byte limits are at most\n\
          1073741824 (1 GiB); --max-connections at most 10000000, --max-events 100000.\n\
@@ -630,10 +823,13 @@ where
     for f in FLAGS {
         let (value, how) = env_value(f.env, &env)?;
         if let Some(v) = value {
+            clear_list(&mut cfg, f.name);
             (f.set)(&mut cfg, &v).map_err(|e| ConfigError(format!("{how}: {e}")))?;
             note(f.name, how);
         }
     }
+    // List flags given on the command line replace the environment's.
+    let mut cleared: Vec<&str> = Vec::new();
     let mut args = args.into_iter().map(Into::into);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -659,6 +855,10 @@ where
                 .next()
                 .ok_or_else(|| ConfigError(format!("--{name} needs a value ({})", flag.metavar)))?,
         };
+        if !cleared.contains(&flag.name) {
+            cleared.push(flag.name);
+            clear_list(&mut cfg, flag.name);
+        }
         (flag.set)(&mut cfg, &value).map_err(|e| ConfigError(format!("--{name}: {e}")))?;
         note(flag.name, format!("--{}", flag.name));
     }
@@ -674,7 +874,24 @@ where
 
 /// Pairs of flags that give one setting in two forms: with both, whichever
 /// was applied last would silently win, so both is an error.
-const EXCLUSIVE: &[(&str, &str, &str)] = &[("push-key", "push-key-file", "the push key")];
+const EXCLUSIVE: &[(&str, &str, &str)] = &[
+    ("push-key", "push-key-file", "the push key"),
+    ("redis", "redis-url-file", "the Redis URL"),
+];
+
+/// A flag that may be given several times starts from empty the first
+/// time a source (the environment, then the command line) gives it: the
+/// default, or the environment's list, is replaced, not added to.
+fn clear_list(cfg: &mut Config, flag: &str) {
+    match flag {
+        "listen" => {
+            cfg.listen.clear();
+            cfg.listen_more.clear();
+        }
+        "push-listen" => cfg.push_listen.clear(),
+        _ => {}
+    }
+}
 
 /// Other names read for an environment variable (the first is the one
 /// documented).
@@ -1142,5 +1359,263 @@ mod tests {
             let e = run(args).unwrap_err().0;
             assert!(e.contains(want), "{args:?}: {e}");
         }
+    }
+
+    fn with_env(args: &[&str], envs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = move |k: &str| envs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        match parse_cli(args.iter().copied(), env)? {
+            Cli::Run(c) => Ok(*c),
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    fn listed(c: &Config) -> Vec<(String, Role)> {
+        c.listeners()
+            .unwrap()
+            .into_iter()
+            .map(|(a, r)| (a.to_string(), r))
+            .collect()
+    }
+
+    #[test]
+    fn listen_repeats_and_replaces_the_default() {
+        let c = run(&[]).unwrap();
+        assert_eq!(listed(&c), [("0.0.0.0:12345".to_string(), Role::Main)]);
+        let c = run(&["--listen", "127.0.0.1:1", "--listen", "unix:/run/w.sock"]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1", "the first stays the main one");
+        assert_eq!(c.listen_more, ["unix:/run/w.sock"]);
+        assert_eq!(
+            listed(&c),
+            [
+                ("127.0.0.1:1".to_string(), Role::Main),
+                ("unix:/run/w.sock".to_string(), Role::Main)
+            ]
+        );
+        // The environment holds a list; the command line replaces it.
+        let env = [("WSPUSH_LISTEN", "127.0.0.1:1, [::1]:2")];
+        let c = with_env(&[], &env).unwrap();
+        assert_eq!(listed(&c).len(), 2);
+        assert_eq!(c.listen, "127.0.0.1:1");
+        assert_eq!(c.listen_more, ["[::1]:2"]);
+        let c = with_env(&["--listen", "127.0.0.1:3"], &env).unwrap();
+        assert_eq!(listed(&c), [("127.0.0.1:3".to_string(), Role::Main)]);
+        assert!(c.listen_more.is_empty());
+    }
+
+    #[test]
+    fn push_listen_adds_push_listeners_after_the_main_ones() {
+        let c = run(&[
+            "--push-listen",
+            "unix:/run/push.sock",
+            "--listen",
+            "127.0.0.1:1",
+            "--push-listen=127.0.0.1:2",
+        ])
+        .unwrap();
+        assert_eq!(
+            listed(&c),
+            [
+                ("127.0.0.1:1".to_string(), Role::Main),
+                ("unix:/run/push.sock".to_string(), Role::Push),
+                ("127.0.0.1:2".to_string(), Role::Push)
+            ]
+        );
+        let env = [("WSPUSH_PUSH_LISTEN", "127.0.0.1:2,127.0.0.1:3")];
+        let c = with_env(&[], &env).unwrap();
+        assert_eq!(c.push_listen, ["127.0.0.1:2", "127.0.0.1:3"]);
+        let c = with_env(&["--push-listen", "127.0.0.1:4"], &env).unwrap();
+        assert_eq!(c.push_listen, ["127.0.0.1:4"]);
+        assert!(run(&[]).unwrap().push_listen.is_empty());
+    }
+
+    #[test]
+    fn bad_or_clashing_listen_addresses_are_named() {
+        for (args, want) in [
+            (&["--listen", ""][..], "--listen gives no address"),
+            (
+                &["--listen", "unix:"],
+                "--listen \"unix:\": a unix socket needs a path",
+            ),
+            (&["--push-listen", "nowhere"], "--push-listen \"nowhere\""),
+            (
+                &["--listen", "127.0.0.1:7", "--push-listen", "127.0.0.1:7"],
+                "--push-listen 127.0.0.1:7 is given twice",
+            ),
+            (
+                &["--listen", "unix:/a", "--listen", "unix:/a"],
+                "--listen unix:/a is given twice",
+            ),
+        ] {
+            let e = run(args).unwrap_err().0;
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+        // Port 0 twice is two free ports, not a clash.
+        assert!(run(&["--listen", "127.0.0.1:0", "--push-listen", "127.0.0.1:0"]).is_ok());
+    }
+
+    #[test]
+    fn socket_mode_is_octal_and_must_let_the_owner_connect() {
+        assert_eq!(run(&[]).unwrap().socket_mode, 0o660);
+        assert_eq!(run(&[]).unwrap().bind_options().socket_mode, 0o660);
+        for (v, want) in [
+            ("0600", 0o600),
+            ("666", 0o666),
+            ("0o640", 0o640),
+            (" 0770 ", 0o770),
+        ] {
+            assert_eq!(run(&["--socket-mode", v]).unwrap().socket_mode, want, "{v}");
+        }
+        let env = [("WSPUSH_SOCKET_MODE", "0600")];
+        assert_eq!(with_env(&[], &env).unwrap().socket_mode, 0o600);
+        for (v, want) in [
+            ("0888", "not an octal mode"),
+            ("rw", "not an octal mode"),
+            ("", "not an octal mode"),
+            ("-660", "not an octal mode"),
+            ("1777", "at most 777"),
+            ("0444", "not even the owner"),
+            ("0", "not even the owner"),
+        ] {
+            let e = run(&["--socket-mode", v]).unwrap_err().0;
+            assert!(e.starts_with("--socket-mode") && e.contains(want), "{v}: {e}");
+        }
+    }
+
+    #[test]
+    fn reuse_port_switch() {
+        assert!(!run(&[]).unwrap().reuse_port);
+        assert!(run(&["--reuse-port"]).unwrap().reuse_port);
+        assert!(run(&["--reuse-port"]).unwrap().bind_options().reuse_port);
+        assert!(with_env(&[], &[("WSPUSH_REUSE_PORT", "1")]).unwrap().reuse_port);
+        assert!(!with_env(&[], &[("WSPUSH_REUSE_PORT", "off")]).unwrap().reuse_port);
+        assert!(with_env(&[], &[("WSPUSH_REUSE_PORT", "twice")]).is_err());
+    }
+
+    #[test]
+    fn redis_url_file_reads_the_url_and_clashes_with_redis() {
+        let file = temp_file("redis-url", "redis://:s3cret@127.0.0.1:6380/1\n");
+        let f = file.to_str().unwrap();
+        let c = run(&["--redis-url-file", f]).unwrap();
+        assert_eq!(c.redis.unwrap().to_string(), "redis://:***@127.0.0.1:6380/1");
+        assert_eq!(c.redis_url_file.as_deref(), Some(file.as_path()));
+        let c = with_env(&[], &[("WSPUSH_REDIS_URL_FILE", f)]).unwrap();
+        assert!(c.redis.is_some());
+        for (args, envs, names) in [
+            (
+                vec!["--redis", "redis://h", "--redis-url-file", f],
+                vec![],
+                ["--redis ", "--redis-url-file"],
+            ),
+            (
+                vec!["--redis-url-file", f],
+                vec![("WSPUSH_REDIS", "redis://h")],
+                ["WSPUSH_REDIS ", "--redis-url-file"],
+            ),
+            (
+                vec!["--redis", "redis://h"],
+                vec![("WSPUSH_REDIS_URL_FILE", f)],
+                ["--redis ", "WSPUSH_REDIS_URL_FILE"],
+            ),
+            (
+                vec![],
+                vec![("WSPUSH_REDIS", "redis://h"), ("WSPUSH_REDIS_URL_FILE", f)],
+                ["WSPUSH_REDIS ", "WSPUSH_REDIS_URL_FILE"],
+            ),
+        ] {
+            let e = with_env(&args, &envs).unwrap_err().0;
+            for n in names {
+                assert!(e.contains(n), "{e} lacks {n}");
+            }
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        std::fs::write(&file, "\n").unwrap();
+        let e = run(&["--redis-url-file", f]).unwrap_err().0;
+        assert_eq!(e, format!("--redis-url-file: {f} is empty"));
+        std::fs::write(&file, "http://user:s3cret@host\n").unwrap();
+        let e = run(&["--redis-url-file", f]).unwrap_err().0;
+        assert!(
+            e.starts_with(&format!("--redis-url-file: {f}: expected redis://")),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
+        std::fs::remove_file(&file).unwrap();
+        let e = run(&["--redis-url-file", "/nonexistent/url"]).unwrap_err().0;
+        assert!(e.contains("/nonexistent/url"), "{e}");
+    }
+
+    #[test]
+    fn log_format_flag_and_env() {
+        assert_eq!(run(&[]).unwrap().log_format, LogFormat::Text);
+        assert_eq!(
+            run(&["--log-format", "json"]).unwrap().log_format,
+            LogFormat::Json
+        );
+        let env = [("WSPUSH_LOG_FORMAT", "json")];
+        assert_eq!(with_env(&[], &env).unwrap().log_format, LogFormat::Json);
+        assert_eq!(
+            with_env(&["--log-format=text"], &env).unwrap().log_format,
+            LogFormat::Text
+        );
+        let e = run(&["--log-format", "xml"]).unwrap_err().0;
+        assert_eq!(e, "--log-format: unknown log format \"xml\" (text or json)");
+        let e = with_env(&[], &[("WSPUSH_LOG_FORMAT", "xml")]).unwrap_err().0;
+        assert!(e.starts_with("WSPUSH_LOG_FORMAT: "), "{e}");
+    }
+
+    #[test]
+    fn secret_files_others_can_read_are_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let key = temp_file("open-key", "k\n");
+        let url = temp_file("open-url", "redis://127.0.0.1\n");
+        let jwt = temp_file("closed-jwt", "s\n");
+        let mode =
+            |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        mode(&key, 0o644);
+        mode(&url, 0o640);
+        mode(&jwt, 0o600);
+        let c = run(&[
+            "--push-key-file",
+            key.to_str().unwrap(),
+            "--redis-url-file",
+            url.to_str().unwrap(),
+            "--jwt-secret-file",
+            jwt.to_str().unwrap(),
+        ])
+        .unwrap();
+        let w = c.secret_file_warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with(&format!(
+                "--push-key-file {} is open to other users (mode 0644)",
+                key.display()
+            )),
+            "{}",
+            w[0]
+        );
+        assert!(
+            w[1].contains("--redis-url-file") && w[1].contains("0640"),
+            "{}",
+            w[1]
+        );
+        assert!(w
+            .iter()
+            .all(|l| !l.contains("listening on") && l.contains("LoadCredential")));
+        mode(&key, 0o400);
+        mode(&url, 0o600);
+        assert_eq!(c.secret_file_warnings(), Vec::<String>::new());
+        assert_eq!(run(&[]).unwrap().secret_file_warnings(), Vec::<String>::new());
+        for p in [key, url, jwt] {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+
+    #[test]
+    fn every_file_flag_has_its_env_twin() {
+        for f in FLAGS.iter().filter(|f| f.name.ends_with("-file")) {
+            let want = format!("WSPUSH_{}", f.name.to_ascii_uppercase().replace('-', "_"));
+            assert_eq!(f.env, want);
+        }
+        assert!(FLAGS.iter().any(|f| f.name == "redis-url-file"));
     }
 }

@@ -45,8 +45,14 @@ mod fields;
 pub mod http;
 mod hub;
 mod idle;
+/// Listeners (TCP, unix, systemd's); public for integration tests.
+#[doc(hidden)]
+pub mod listen;
 mod metrics;
 mod names;
+/// sd_notify without libsystemd; public for integration tests.
+#[doc(hidden)]
+pub mod notify;
 mod outbound;
 mod payload;
 mod push;

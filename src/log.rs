@@ -22,13 +22,14 @@
 //! kind has a token bucket, and the next line that gets through says how
 //! many were suppressed. At `debug` nothing is suppressed.
 
+use serde_json::Value;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, Once};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How much to log; each level includes the ones above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,6 +76,64 @@ static LEVEL: AtomicU8 = AtomicU8::new(Level::Warn as u8);
 /// Sets the level for the whole process (the server has one log).
 pub fn set_level(level: Level) {
     LEVEL.store(level as u8, Ordering::Relaxed);
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// `wspush LEVEL: message`.
+    #[default]
+    Text = 0,
+    /// One JSON object per line: `time`, `level`, `message`, `fields`.
+    Json = 1,
+}
+
+impl Format {
+    /// Parses the names accepted by `--log-format` / `WSPUSH_LOG_FORMAT`.
+    pub fn parse(s: &str) -> Option<Format> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Format::Text,
+            "json" => Format::Json,
+            _ => return None,
+        })
+    }
+
+    /// Makes every line logged from now on use this format (the process
+    /// has one log).
+    pub fn install(self) {
+        set_format(self);
+    }
+
+    /// One complete line (newline included) in this format, stamped now:
+    /// for what `main` writes to stderr itself, so a JSON log stays JSON
+    /// to the last line.
+    pub fn line(self, level: Level, message: &str) -> String {
+        render(self, SystemTime::now(), level, message, &[])
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Text => "text",
+            Format::Json => "json",
+        })
+    }
+}
+
+static FORMAT: AtomicU8 = AtomicU8::new(Format::Text as u8);
+
+/// Sets the format of every later line.
+pub fn set_format(format: Format) {
+    FORMAT.store(format as u8, Ordering::Relaxed);
+}
+
+fn format() -> Format {
+    if FORMAT.load(Ordering::Relaxed) == Format::Json as u8 {
+        Format::Json
+    } else {
+        Format::Text
+    }
 }
 
 /// True when a line at `level` would be printed.
@@ -149,9 +208,7 @@ fn writer() {
         text.clear();
         text.extend(batch.drain(..));
         if dropped > 0 {
-            text.push_str(&format!(
-                "wspush warn: {dropped} log lines dropped: stderr was not keeping up\n"
-            ));
+            text.push_str(&dropped_line(format(), SystemTime::now(), dropped));
         }
         // Nowhere to report a failed log write; the server goes on.
         let _ = out.write_all(text.as_bytes());
@@ -168,21 +225,98 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
 }
 
 fn format_line(level: Level, args: fmt::Arguments<'_>) -> String {
-    let mut line = format!("wspush {level}: {args}");
-    // One event, one line: nothing logged can forge a second one.
-    if line.contains(['\n', '\r']) {
-        line = line.replace('\n', "\\n").replace('\r', "\\r");
-    }
-    if line.len() > MAX_LINE {
-        let mut cut = MAX_LINE;
-        while !line.is_char_boundary(cut) {
-            cut -= 1;
+    render(format(), SystemTime::now(), level, &args.to_string(), &[])
+}
+
+/// One line, newline included. Whatever the message holds, it stays one
+/// line (nothing logged can forge a second one) of bounded length.
+fn render(format: Format, now: SystemTime, level: Level, message: &str, fields: &[(&str, Value)]) -> String {
+    match format {
+        Format::Text => {
+            let mut line = format!("wspush {level}: {message}");
+            if line.contains(['\n', '\r']) {
+                line = line.replace('\n', "\\n").replace('\r', "\\r");
+            }
+            let mut line = cut(&line).into_owned();
+            line.push('\n');
+            line
         }
-        line.truncate(cut);
-        line.push('…');
+        Format::Json => {
+            let message = cut(message);
+            // serde_json escapes every control character: one line.
+            let mut line = format!(
+                "{{\"time\":\"{}\",\"level\":\"{level}\",\"message\":{}",
+                rfc3339(now),
+                Value::from(message)
+            );
+            if !fields.is_empty() {
+                let map: serde_json::Map<String, Value> =
+                    fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                line.push_str(&format!(",\"fields\":{}", Value::Object(map)));
+            }
+            line.push_str("}\n");
+            line
+        }
     }
-    line.push('\n');
-    line
+}
+
+/// `text` cut to [`MAX_LINE`] bytes on a char boundary, with `…`: a
+/// client-supplied value in a log line must not make one line huge.
+fn cut(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_LINE {
+        return text.into();
+    }
+    let mut end = MAX_LINE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
+
+/// The writer's note that lines were dropped.
+fn dropped_line(format: Format, now: SystemTime, dropped: u64) -> String {
+    match format {
+        Format::Text => format!("wspush warn: {dropped} log lines dropped: stderr was not keeping up\n"),
+        Format::Json => render(
+            format,
+            now,
+            Level::Warn,
+            "log lines dropped: stderr was not keeping up",
+            &[("dropped", dropped.into())],
+        ),
+    }
+}
+
+/// `2024-02-29T23:59:59.123Z`: RFC 3339, UTC, milliseconds. A clock
+/// before 1970 prints the epoch.
+fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (y, m, day) = civil_from_days(secs / 86_400);
+    let s = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Year, month, day of the `days`-th day after 1970-01-01 (proleptic
+/// Gregorian), by Howard Hinnant's `civil_from_days`: eras of 400 years,
+/// years starting in March so the leap day is last.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 fn enqueue(line: String) {
@@ -292,6 +426,16 @@ pub fn admit_refusal(kind: Refusal) -> Option<u64> {
 pub fn write_refusal(suppressed: u64, args: fmt::Arguments<'_>) {
     if suppressed == 0 {
         write(Level::Info, args);
+    } else if format() == Format::Json {
+        let message = args.to_string();
+        let fields = [("suppressed", suppressed.into())];
+        enqueue(render(
+            Format::Json,
+            SystemTime::now(),
+            Level::Info,
+            &message,
+            &fields,
+        ));
     } else {
         write(
             Level::Info,
@@ -364,5 +508,106 @@ mod tests {
             format_line(Level::Info, format_args!("a\nwspush error: forged\r")),
             "wspush info: a\\nwspush error: forged\\r\n"
         );
+    }
+
+    #[test]
+    fn dates_match_a_day_by_day_count() {
+        // Independent of the formula: walk the calendar one day at a time
+        // from 1970 to 2400 (both century rules and many leap years).
+        let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let (mut y, mut m, mut d) = (1970, 1, 1);
+        for days in 0..157_000 {
+            assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
+            let len = match m {
+                2 if leap(y) => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            d += 1;
+            if d > len {
+                d = 1;
+                m += 1;
+                if m > 12 {
+                    m = 1;
+                    y += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc_with_millis() {
+        let at = |secs: u64, ms: u64| rfc3339(UNIX_EPOCH + Duration::from_millis(secs * 1000 + ms));
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.007Z");
+        assert_eq!(at(1_709_251_199, 999), "2024-02-29T23:59:59.999Z");
+        assert_eq!(at(1_735_689_600, 120), "2025-01-01T00:00:00.120Z");
+        assert_eq!(at(253_402_300_799, 0), "9999-12-31T23:59:59.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_secs(1)),
+            "1970-01-01T00:00:00.000Z",
+            "a clock before 1970 does not panic"
+        );
+    }
+
+    #[test]
+    fn json_lines_are_one_object_each() {
+        let now = UNIX_EPOCH + Duration::from_millis(1_709_251_199_123);
+        let line = render(Format::Json, now, Level::Warn, "a \"quoted\"\nsecond line", &[]);
+        assert_eq!(
+            line,
+            "{\"time\":\"2024-02-29T23:59:59.123Z\",\"level\":\"warn\",\"message\":\"a \\\"quoted\\\"\\nsecond line\"}\n"
+        );
+        let v: Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(v["message"], "a \"quoted\"\nsecond line");
+        let with = render(
+            Format::Json,
+            now,
+            Level::Info,
+            "refused",
+            &[("suppressed", 3.into())],
+        );
+        let v: Value = serde_json::from_str(&with).unwrap();
+        assert_eq!(v["fields"]["suppressed"], 3);
+        assert_eq!(v["level"], "info");
+        let long = "é".repeat(MAX_LINE);
+        let line = render(Format::Json, now, Level::Debug, &long, &[]);
+        assert_eq!(line.matches('\n').count(), 1);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert!(v["message"].as_str().unwrap().ends_with('…'));
+        assert!(v["message"].as_str().unwrap().len() <= MAX_LINE + '…'.len_utf8());
+        // Control characters never break the line either.
+        let odd = render(Format::Json, now, Level::Info, "\r\u{0}\u{7f}\u{2028}", &[]);
+        assert_eq!(odd.matches('\n').count(), 1);
+        assert!(serde_json::from_str::<Value>(&odd).is_ok());
+    }
+
+    #[test]
+    fn the_dropped_lines_note_in_both_formats() {
+        assert_eq!(
+            dropped_line(Format::Text, UNIX_EPOCH, 5),
+            "wspush warn: 5 log lines dropped: stderr was not keeping up\n"
+        );
+        let v: Value = serde_json::from_str(&dropped_line(Format::Json, UNIX_EPOCH, 5)).unwrap();
+        assert_eq!(v["fields"]["dropped"], 5);
+        assert_eq!(v["level"], "warn");
+        assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn formats_parse_and_print() {
+        assert_eq!(Format::parse(" JSON "), Some(Format::Json));
+        assert_eq!(Format::parse("text"), Some(Format::Text));
+        assert_eq!(Format::parse("yaml"), None);
+        assert_eq!(Format::Json.to_string(), "json");
+        assert_eq!(Format::default(), Format::Text);
+        assert_eq!(
+            Format::Text.line(Level::Error, "cannot start"),
+            "wspush error: cannot start\n"
+        );
+        let v: Value = serde_json::from_str(&Format::Json.line(Level::Error, "cannot start")).unwrap();
+        assert_eq!(v["message"], "cannot start");
+        assert!(v["time"].as_str().unwrap().ends_with('Z'));
     }
 }

@@ -104,11 +104,15 @@ fn main() -> ExitCode {
             return ExitCode::from(BAD_SETTINGS);
         }
     };
+    // Before bind, so its lines (auth mode, warnings) are already in the
+    // chosen format.
+    let log_format = config.log_format;
+    log_format.install();
     let server = match wspush::Builder::new().config(config).handle_signals(true).bind() {
         Ok(s) => s,
         Err(e) => {
             wspush::flush_log(LOG_FLUSH);
-            say(&mut err, format_args!("wspush: cannot start: {e}"));
+            last_words(&mut err, log_format, format_args!("cannot start: {e}"));
             return match e {
                 wspush::Error::Config(_) => ExitCode::from(BAD_SETTINGS),
                 _ => ExitCode::FAILURE,
@@ -122,8 +126,20 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            say(&mut err, format_args!("wspush: {e}"));
+            last_words(&mut err, log_format, format_args!("{e}"));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A fatal error on stderr, in the log's format: with `--log-format json`
+/// a log shipper must be able to read the reason the server stopped too.
+fn last_words(err: &mut dyn Write, format: config::LogFormat, text: std::fmt::Arguments<'_>) {
+    match format {
+        config::LogFormat::Text => say(err, format_args!("wspush: {text}")),
+        config::LogFormat::Json => {
+            let _ = err.write_all(format.line(wspush::Level::Error, &text.to_string()).as_bytes());
+            let _ = err.flush();
         }
     }
 }
