@@ -4,20 +4,17 @@
 //! response.
 
 use crate::http::conn::HttpConn;
+pub use crate::listen::{Peer, Role, Socket};
 use crate::outbound::Outbound;
 use crate::session::Session;
-use std::net::SocketAddr;
 use std::time::Instant;
-
-/// What a connection's bytes travel over in the server.
-pub type Socket = mio::net::TcpStream;
-
-/// Who is at the other end.
-pub type Peer = SocketAddr;
 
 pub struct Conn {
     pub out: Outbound<Socket>,
     pub peer: Peer,
+    /// The listener it came through: with `--push-listen`, push endpoints
+    /// answer only on push listeners.
+    pub role: Role,
     /// Unique for the life of the server; tells timers apart across slot reuse.
     pub serial: u64,
     /// Earliest timer entry armed for this connection, if any.

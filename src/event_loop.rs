@@ -42,24 +42,33 @@ use crate::api::Error;
 use crate::cluster::redis::{self, Redis};
 use crate::commands;
 use crate::config::Config;
-use crate::conn::{Conn, Ready, Socket, State};
+use crate::conn::{Conn, Peer, Ready, Socket, State};
 use crate::delivery;
 use crate::http::response::Response;
 use crate::hub::{Asker, Hooks, Hub, Settings, LOG_EVERY};
+use crate::listen::{Listener, Role};
+use crate::notify::Notifier;
 use crate::push::PushRequest;
 use crate::requests;
 use crate::slab::Slab;
 use crate::trim;
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
-use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
-pub(crate) const LISTENER: Token = Token(usize::MAX);
 pub(crate) const WAKER: Token = Token(usize::MAX - 1);
 pub(crate) const SIGNALS: Token = Token(usize::MAX - 2);
+/// Listener `i` is `Token(FIRST_LISTENER - i)`; connections take small
+/// slab indices, far below.
+pub(crate) const FIRST_LISTENER: usize = usize::MAX - 64;
+/// Most listeners one server takes.
+pub(crate) const MAX_LISTENERS: usize = 256;
+
+/// The token of listener `i`.
+pub(crate) fn listener_token(i: usize) -> Token {
+    Token(FIRST_LISTENER - i)
+}
 
 /// How long accepting pauses after the process ran out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -97,9 +106,25 @@ impl Shutdown {
     }
 }
 
+/// What the loop is given to run with.
+pub(crate) struct Parts {
+    pub poll: Poll,
+    /// Registered as `listener_token(i)`, in the order given.
+    pub listeners: Vec<(Listener, Role)>,
+    pub signals: Option<signal_hook_mio::v1_0::Signals>,
+    pub rx: Receiver<Control>,
+    pub config: Config,
+    pub hooks: Hooks,
+    pub redis_target: Option<redis::Target>,
+    /// systemd's notification socket (inactive outside systemd).
+    pub notifier: Notifier,
+}
+
 pub(crate) struct Loop {
     poll: Poll,
-    listener: Option<TcpListener>,
+    /// Emptied at shutdown: dropping them stops accepting (and removes
+    /// the unix socket files we made).
+    listeners: Vec<(Listener, Role)>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     rx: Receiver<Control>,
     conns: Slab<Conn>,
@@ -108,18 +133,23 @@ pub(crate) struct Loop {
     accept_warned_at: Option<Instant>,
     shutdown: Shutdown,
     last_trim: Option<Instant>,
+    notifier: Notifier,
+    /// When systemd's watchdog is next told the loop still turns.
+    next_watchdog: Option<Instant>,
 }
 
 impl Loop {
-    pub(crate) fn new(
-        poll: Poll,
-        listener: TcpListener,
-        signals: Option<signal_hook_mio::v1_0::Signals>,
-        rx: Receiver<Control>,
-        cfg: Config,
-        hooks: Hooks,
-        redis_target: Option<redis::Target>,
-    ) -> Loop {
+    pub(crate) fn new(parts: Parts) -> Loop {
+        let Parts {
+            poll,
+            listeners,
+            signals,
+            rx,
+            config: cfg,
+            hooks,
+            redis_target,
+            notifier,
+        } = parts;
         let now = Instant::now();
         let redis = match (&cfg.redis, redis_target) {
             (Some(url), Some(target)) => Some(Redis::new(
@@ -131,23 +161,31 @@ impl Loop {
             )),
             _ => None,
         };
+        let mut settings = Settings::new(cfg);
+        // Push listeners may be systemd's (named `push`), not the config's.
+        settings.paths.push_listeners = listeners.iter().any(|(_, role)| *role == Role::Push);
         Loop {
             poll,
-            listener: Some(listener),
+            listeners,
             signals,
             rx,
             conns: Slab::new(),
-            hub: Hub::new(Settings::new(cfg), hooks, redis),
+            hub: Hub::new(settings, hooks, redis),
             accept_paused_until: None,
             accept_warned_at: None,
             shutdown: Shutdown::default(),
             last_trim: None,
+            next_watchdog: notifier.watchdog_interval().map(|_| now),
+            notifier,
         }
     }
 
     /// Runs until shutdown (a `Handle`, or SIGINT/SIGTERM when enabled).
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        // Every listener is bound and registered: connections are accepted
+        // from the first turn on.
+        self.notifier.ready();
         loop {
             let now = Instant::now();
             if self.shutdown.done(now, self.conns.is_empty()) {
@@ -160,6 +198,7 @@ impl Loop {
                 self.shutdown.by,
                 self.next_trim(now),
                 self.hub.redis.as_ref().and_then(Redis::next_deadline),
+                self.next_watchdog,
             ]
             .into_iter()
             .flatten()
@@ -181,7 +220,9 @@ impl Loop {
             self.hub.unix_now = crate::auth::jwt::unix_now();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(now),
+                    Token(t) if t <= FIRST_LISTENER && t > FIRST_LISTENER - MAX_LISTENERS => {
+                        self.accept(FIRST_LISTENER - t, now)
+                    }
                     WAKER => self.drain_control(now),
                     SIGNALS => self.on_signals(now),
                     redis::PUB | redis::SUB => {
@@ -210,7 +251,14 @@ impl Loop {
             }
             if self.accept_paused_until.is_some_and(|t| now >= t) {
                 self.accept_paused_until = None;
-                self.accept(now);
+                for i in 0..self.listeners.len() {
+                    self.accept(i, now);
+                }
+            }
+            if self.next_watchdog.is_some_and(|t| now >= t) {
+                // Only a loop that turns gets here: a stuck one is restarted.
+                self.notifier.watchdog();
+                self.next_watchdog = self.notifier.watchdog_interval().map(|d| now + d);
             }
             if self.next_trim(now).is_some_and(|t| now >= t) {
                 trim::release_free_memory();
@@ -220,14 +268,17 @@ impl Loop {
         }
     }
 
-    fn accept(&mut self, now: Instant) {
+    fn accept(&mut self, i: usize, now: Instant) {
         if self.accept_paused_until.is_some() {
             return;
         }
         loop {
-            let Some(listener) = &self.listener else { return };
+            let Some((listener, role)) = self.listeners.get(i) else {
+                return;
+            };
+            let role = *role;
             match listener.accept() {
-                Ok((socket, peer)) => self.add_conn(socket, peer, now),
+                Ok((socket, peer)) => self.add_conn(socket, peer, role, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
@@ -246,14 +297,14 @@ impl Loop {
         }
     }
 
-    fn add_conn(&mut self, socket: Socket, peer: SocketAddr, now: Instant) {
+    fn add_conn(&mut self, socket: Socket, peer: Peer, role: Role, now: Instant) {
         // Sockets that are not sessions are capped: make room by closing
         // the socket idle longest, or refuse this one.
         let refuse = self.hub.metrics.http_sockets >= self.hub.cfg().max_http_connections as u64
             && !self.hub.close_oldest_idle(&mut self.conns, now);
         // Pushes are small and must leave at once, not wait for an ACK.
         let _ = socket.set_nodelay(true);
-        let conn = self.hub.new_conn(socket, peer, now);
+        let conn = self.hub.new_conn(socket, peer, role, now);
         let id = self.conns.insert(conn);
         let Some(mut conn) = self.conns.take(id) else {
             return;
@@ -327,7 +378,8 @@ impl Loop {
             return;
         }
         self.hub.shutting_down = true;
-        if let Some(mut l) = self.listener.take() {
+        self.notifier.stopping();
+        for (mut l, _) in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
         }
         let going_away = crate::close::Close::new(crate::close::GOING_AWAY);

@@ -15,7 +15,7 @@ use crate::binder::Binder;
 use crate::close::{self, Close};
 use crate::cluster::redis::{Outcome, Redis};
 use crate::config::Config;
-use crate::conn::{Conn, Peer, Socket, State};
+use crate::conn::{Conn, Peer, Role, Socket, State};
 use crate::http::conn::{HttpConn, Timeout, READ_CHUNK};
 use crate::http::request::Limits;
 use crate::http::response::{Response, Style};
@@ -75,6 +75,7 @@ impl Settings {
                 sse: cfg.sse_path.clone(),
                 push: cfg.push_path.clone(),
                 demo: cfg.demo,
+                push_listeners: false,
             },
             cfg,
         }
@@ -172,13 +173,14 @@ impl Hub {
     }
 
     /// A new connection, speaking HTTP until it says otherwise.
-    pub fn new_conn(&mut self, socket: Socket, peer: Peer, now: Instant) -> Conn {
+    pub fn new_conn(&mut self, socket: Socket, peer: Peer, role: Role, now: Instant) -> Conn {
         self.next_serial += 1;
         self.metrics.sockets += 1;
         self.metrics.http_sockets += 1;
         Conn {
             out: Outbound::new(socket, self.settings.cfg.max_backlog_bytes),
             peer,
+            role,
             serial: self.next_serial,
             armed: None,
             state: State::Http(HttpConn::new(now)),
@@ -312,7 +314,7 @@ impl Hub {
     pub fn keep_lingering(conn: &mut Conn) -> bool {
         match conn.out.flush_out() {
             Err(_) => return false,
-            Ok(true) => conn.out.io.shutdown_write(),
+            Ok(true) => Io::shutdown_write(&mut conn.out.io),
             Ok(false) => {}
         }
         discard_some(&mut conn.out.io) != Drained::Gone

@@ -82,16 +82,16 @@ pub fn flush_log(limit: std::time::Duration) {
     log::flush(limit)
 }
 
-use event_loop::{Control, Loop, LISTENER, SIGNALS, WAKER};
+use event_loop::{listener_token, Control, Loop, Parts, MAX_LISTENERS, SIGNALS, WAKER};
 use hub::Hooks;
-use mio::net::TcpListener;
+use listen::{Listener, Role};
 use mio::{Interest, Poll, Waker};
 use push::PushRequest;
 use serde_json::Value;
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::net::SocketAddr;
+use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 
 /// Builds a [`Server`]: settings, auth hooks, message hook.
@@ -101,6 +101,7 @@ pub struct Builder {
     push_auth: Option<auth::PushAuth>,
     on_message: Option<OnMessage>,
     signals: bool,
+    systemd: bool,
 }
 
 impl Default for Builder {
@@ -122,6 +123,7 @@ impl Builder {
             push_auth: None,
             on_message: None,
             signals: false,
+            systemd: false,
         }
     }
 
@@ -185,11 +187,30 @@ impl Builder {
         self
     }
 
+    /// Run as a systemd service (the binary does this): with `LISTEN_FDS`
+    /// set, serve the inherited sockets instead of the configured ones
+    /// (named `push` in `LISTEN_FDNAMES`: push listeners); with
+    /// `NOTIFY_SOCKET` set, say `READY=1` once serving, `STOPPING=1` at
+    /// shutdown, and `WATCHDOG=1` while the loop turns. A library inside
+    /// another service leaves both to its host.
+    pub fn systemd(mut self, on: bool) -> Builder {
+        self.systemd = on;
+        self
+    }
+
     /// Checks the settings and binds the listening socket, so the real
     /// address is known (and connections queue) before [`Server::run`].
-    pub fn bind(mut self) -> Result<Server, Error> {
+    pub fn bind(self) -> Result<Server, Error> {
         self.config.validate().map_err(Error::Config)?;
-        log::set_level(self.config.log_level);
+        // This server's level, for the lines bind writes (the loop thread
+        // takes it too, in `Server::run`); the caller's is put back after.
+        let caller_level = log::set_thread_level(Some(self.config.log_level));
+        let bound = self.bind_inner();
+        log::set_thread_level(caller_level);
+        bound
+    }
+
+    fn bind_inner(mut self) -> Result<Server, Error> {
         let c = &self.config;
         let open_auth = self.token_auth.is_none()
             && c.auth_tokens.is_none()
@@ -206,15 +227,19 @@ impl Builder {
             (None, Some(key)) => auth::PushGuard::key(key.expose().as_bytes()),
             (None, None) => auth::PushGuard::LoopbackOnly,
         };
-        let addr = resolve(&self.config.listen)?;
+        let listeners = self.listeners()?;
         let redis_target = match &self.config.redis {
             Some(url) => Some(cluster::redis::resolve(url).map_err(|e| Error::Config(ConfigError(e)))?),
             None => None,
         };
-        let mut listener = listen(addr)?;
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut listeners = listeners;
+        let mut addrs = Vec::with_capacity(listeners.len());
+        for (i, (l, _)) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(l, listener_token(i), Interest::READABLE)?;
+            addrs.push(l.local_addr()?);
+        }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let signals = if self.signals {
             let mut s = signal_hook_mio::v1_0::Signals::new([
@@ -227,20 +252,25 @@ impl Builder {
         } else {
             None
         };
-        let local_addr = listener.local_addr()?;
         let warnings = startup_warnings(
             &self.config,
-            local_addr,
+            &addrs,
             matches!(push_guard, auth::PushGuard::LoopbackOnly),
             open_auth,
         );
+        let notifier = if self.systemd {
+            notify::Notifier::from_env()
+        } else {
+            notify::Notifier::none()
+        };
         let (tx, rx) = mpsc::channel();
         Ok(Server {
-            local_addr,
+            addrs,
             handle: Handle { tx, waker },
+            warnings,
             parts: Parts {
                 poll,
-                listener,
+                listeners,
                 signals,
                 rx,
                 config: self.config,
@@ -250,7 +280,7 @@ impl Builder {
                     on_message: self.on_message,
                 },
                 redis_target,
-                warnings,
+                notifier,
             },
         })
     }
@@ -260,7 +290,12 @@ impl Builder {
 /// the `listening on` line (by [`Server::run`]), so that line stays the
 /// first to name an address, and naming the real one (not port 0). None of
 /// them contains the words "listening on": scripts look for that line.
-fn startup_warnings(config: &Config, addr: SocketAddr, loopback_push: bool, open_auth: bool) -> Vec<String> {
+fn startup_warnings(
+    config: &Config,
+    addrs: &[listen::Addr],
+    loopback_push: bool,
+    open_auth: bool,
+) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(limit) = open_file_limit() {
         // One descriptor per client, plus the listener, the poller and
@@ -274,9 +309,14 @@ fn startup_warnings(config: &Config, addr: SocketAddr, loopback_push: bool, open
             ));
         }
     }
-    if addr.ip().is_loopback() {
+    out.extend(config.secret_file_warnings());
+    // Unix sockets and loopback addresses are reached from this machine only.
+    let Some(addr) = addrs.iter().find_map(|a| match a {
+        listen::Addr::Tcp(a) if !a.ip().to_canonical().is_loopback() => Some(a),
+        _ => None,
+    }) else {
         return out;
-    }
+    };
     if open_auth {
         out.push(format!(
             "anyone who can reach {addr} can subscribe as any user: with the default auth the token \
@@ -346,50 +386,56 @@ fn open_file_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-fn resolve(listen: &str) -> Result<SocketAddr, Error> {
-    listen
-        .to_socket_addrs()
-        .map_err(|e| Error::Config(ConfigError(format!("--listen {listen:?}: {e}"))))?
-        .next()
-        .ok_or_else(|| Error::Config(ConfigError(format!("--listen {listen:?}: no address"))))
-}
-
-/// A listening socket with a deep accept queue: a reconnect storm after a
-/// deploy brings thousands of SYNs at once, and the std default (128)
-/// would drop most of them into retransmit back-off.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    socket.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(socket.into()))
-}
-
-struct Parts {
-    poll: Poll,
-    listener: TcpListener,
-    signals: Option<signal_hook_mio::v1_0::Signals>,
-    rx: Receiver<Control>,
-    config: Config,
-    hooks: Hooks,
-    redis_target: Option<cluster::redis::Target>,
-    /// Said once the server runs, after `listening on`.
-    warnings: Vec<String>,
+impl Builder {
+    /// The sockets to serve: systemd's (when enabled and given), else the
+    /// configured addresses, bound now so the real addresses are known.
+    fn listeners(&self) -> Result<Vec<(Listener, Role)>, Error> {
+        let config_err = |e: String| Error::Config(ConfigError(e));
+        if self.systemd {
+            let inherited = listen::inherited(|k| std::env::var(k).ok()).map_err(config_err)?;
+            if !inherited.is_empty() {
+                return Ok(inherited);
+            }
+        }
+        let wanted = self.config.listeners().map_err(Error::Config)?;
+        if wanted.len() > MAX_LISTENERS {
+            return Err(config_err(format!("more than {MAX_LISTENERS} listeners")));
+        }
+        let opts = self.config.bind_options();
+        wanted
+            .iter()
+            .map(|(addr, role)| Ok((listen::bind(addr, &opts)?, *role)))
+            .collect()
+    }
 }
 
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
-    local_addr: SocketAddr,
+    addrs: Vec<listen::Addr>,
     handle: Handle,
+    /// Said once the server runs, after `listening on`.
+    warnings: Vec<String>,
     parts: Parts,
 }
 
 impl Server {
-    /// The address actually bound (useful with port 0).
+    /// The first TCP address actually bound (useful with port 0);
+    /// `0.0.0.0:0` when every listener is a unix socket.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.addrs
+            .iter()
+            .find_map(|a| match a {
+                listen::Addr::Tcp(a) => Some(*a),
+                listen::Addr::Unix(_) => None,
+            })
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Every address served, in the order given (`--listen`s, then
+    /// `--push-listen`s), as `listening on` names them: `host:port` or
+    /// `unix:/path`.
+    pub fn listen_addrs(&self) -> Vec<String> {
+        self.addrs.iter().map(ToString::to_string).collect()
     }
 
     /// A handle for pushing and shutting down from other threads.
@@ -399,21 +445,14 @@ impl Server {
 
     /// Serves until [`Handle::shutdown`] (or a signal, when enabled).
     pub fn run(self) -> io::Result<()> {
-        let p = self.parts;
-        info!("listening on {}", self.local_addr);
-        for w in &p.warnings {
+        log::set_thread_level(Some(self.parts.config.log_level));
+        for a in &self.addrs {
+            info!("listening on {a}");
+        }
+        for w in &self.warnings {
             warn!("{w}");
         }
-        Loop::new(
-            p.poll,
-            p.listener,
-            p.signals,
-            p.rx,
-            p.config,
-            p.hooks,
-            p.redis_target,
-        )
-        .run()
+        Loop::new(self.parts).run()
     }
 }
 

@@ -71,11 +71,19 @@ impl fmt::Display for Level {
     }
 }
 
+/// What threads that are not a server's loop log at.
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Warn as u8);
 
-/// Sets the level for the whole process (the server has one log).
-pub fn set_level(level: Level) {
-    LEVEL.store(level as u8, Ordering::Relaxed);
+thread_local! {
+    /// The level of the server whose loop runs on this thread: each server
+    /// logs at its own level, even with several in one process.
+    static THREAD_LEVEL: std::cell::Cell<Option<Level>> = const { std::cell::Cell::new(None) };
+}
+
+/// Sets this thread's level (a server's loop, for as long as it runs);
+/// returns the one it replaces, to put back.
+pub fn set_thread_level(level: Option<Level>) -> Option<Level> {
+    THREAD_LEVEL.with(|l| l.replace(level))
 }
 
 /// How log lines are written (`--log-format`).
@@ -136,9 +144,10 @@ fn format() -> Format {
     }
 }
 
-/// True when a line at `level` would be printed.
+/// True when a line at `level` would be printed (on this thread).
 pub fn enabled(level: Level) -> bool {
-    level as u8 <= LEVEL.load(Ordering::Relaxed)
+    let limit = THREAD_LEVEL.with(|l| l.get()).map_or_else(|| LEVEL.load(Ordering::Relaxed), |l| l as u8);
+    level as u8 <= limit
 }
 
 /// Lines waiting for the writer; beyond this they are dropped and counted.
@@ -468,6 +477,25 @@ macro_rules! refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two servers in one process log at their own levels: the level is
+    /// the loop thread's, not the process's.
+    #[test]
+    fn each_thread_has_its_own_level() {
+        let quiet = std::thread::spawn(|| {
+            set_thread_level(Some(Level::Error));
+            (enabled(Level::Error), enabled(Level::Info))
+        });
+        let chatty = std::thread::spawn(|| {
+            set_thread_level(Some(Level::Debug));
+            enabled(Level::Debug)
+        });
+        assert_eq!(quiet.join().unwrap(), (true, false));
+        assert!(chatty.join().unwrap());
+        let before = set_thread_level(Some(Level::Off));
+        assert!(!enabled(Level::Error));
+        set_thread_level(before);
+    }
 
     #[test]
     fn bucket_allows_a_burst_then_one_per_second_and_counts_the_rest() {

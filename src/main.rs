@@ -108,7 +108,12 @@ fn main() -> ExitCode {
     // chosen format.
     let log_format = config.log_format;
     log_format.install();
-    let server = match wspush::Builder::new().config(config).handle_signals(true).bind() {
+    let server = match wspush::Builder::new()
+        .config(config)
+        .handle_signals(true)
+        .systemd(true)
+        .bind()
+    {
         Ok(s) => s,
         Err(e) => {
             wspush::flush_log(LOG_FLUSH);
@@ -119,8 +124,11 @@ fn main() -> ExitCode {
             };
         }
     };
-    // Scripts and tests wait for this exact line to learn the real address.
-    say(&mut out, format_args!("listening on {}", server.local_addr()));
+    // Scripts and tests wait for these exact lines to learn the real
+    // addresses: one per listener, in the order given.
+    for addr in server.listen_addrs() {
+        say(&mut out, format_args!("listening on {addr}"));
+    }
     let result = server.run();
     wspush::flush_log(LOG_FLUSH);
     match result {

@@ -25,6 +25,12 @@ impl Io for mio::net::TcpStream {
     }
 }
 
+impl Io for crate::listen::Socket {
+    fn shutdown_write(&mut self) {
+        let _ = crate::listen::Socket::shutdown_write(self);
+    }
+}
+
 /// What became of a pushed message offered to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {

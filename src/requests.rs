@@ -9,7 +9,7 @@
 
 use crate::auth::{self, Grant, Presented, Request, Verdict};
 use crate::close;
-use crate::conn::{Conn, Peer, State};
+use crate::conn::{Conn, Peer, Role, State};
 use crate::delivery;
 use crate::http::conn::{Next, ReadStatus};
 use crate::http::query;
@@ -144,7 +144,7 @@ fn answer_round(hub: &mut Hub, conns: &mut Slab<Conn>, id: usize, conn: &mut Con
             Ok(Next::WantsContinue) => {
                 // Refuse before the client sends a body we would discard.
                 let Some(head) = http.pending_head() else { break };
-                match admit(hub, head, conn.peer, Style::of(head).json) {
+                match admit(hub, head, conn.peer, conn.role, Style::of(head).json) {
                     Err(resp) => {
                         hub.answer(&mut out, resp, Style::CLOSING);
                         http.close_after = true;
@@ -168,7 +168,7 @@ fn answer_round(hub: &mut Hub, conns: &mut Slab<Conn>, id: usize, conn: &mut Con
                 let outcome = match http
                     .route
                     .take()
-                    .map_or_else(|| admit(hub, &head, conn.peer, style.json), Ok)
+                    .map_or_else(|| admit(hub, &head, conn.peer, conn.role, style.json), Ok)
                 {
                     Err(resp) => Outcome::Answer(resp),
                     Ok(route) => handle(
@@ -218,8 +218,8 @@ fn answer_round(hub: &mut Hub, conns: &mut Slab<Conn>, id: usize, conn: &mut Con
 
 /// Routes a request (once) and applies push auth: the route, or the
 /// answer that refuses it before its body is read (404, 405, 401, 403).
-fn admit(hub: &mut Hub, head: &Head, peer: Peer, json: bool) -> Result<Route, Response> {
-    let route = match route::route(head, &hub.settings.paths) {
+fn admit(hub: &mut Hub, head: &Head, peer: Peer, role: Role, json: bool) -> Result<Route, Response> {
+    let route = match route::route(head, &hub.settings.paths, role) {
         Ok(route) => route,
         Err(Refused::NotFound) => return Err(Response::error(404, "404 page not found", json)),
         Err(Refused::Method(allow)) => return Err(Response::method_not_allowed(allow, json)),

@@ -11,6 +11,7 @@ use crate::http::request::{Head, Version};
 pub mod jwt;
 pub mod token_file;
 
+use crate::listen::Peer;
 use jwt::JwtError;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -149,11 +150,11 @@ impl ConnAuth {
 /// A request as a push-auth hook sees it.
 pub struct Request<'a> {
     head: &'a Head,
-    peer: SocketAddr,
+    peer: Peer,
 }
 
 impl<'a> Request<'a> {
-    pub(crate) fn new(head: &'a Head, peer: SocketAddr) -> Request<'a> {
+    pub(crate) fn new(head: &'a Head, peer: Peer) -> Request<'a> {
         Request { head, peer }
     }
 
@@ -170,8 +171,18 @@ impl<'a> Request<'a> {
         self.head.header(name)
     }
 
+    /// The client's address; for a unix-socket client (always on this
+    /// machine) `127.0.0.1:0`.
     pub fn peer(&self) -> SocketAddr {
-        self.peer
+        match self.peer {
+            Peer::Tcp(a) => a,
+            Peer::Unix => SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+
+    /// Whether the client came through a unix socket.
+    pub fn is_unix(&self) -> bool {
+        self.peer == Peer::Unix
     }
 }
 
@@ -219,11 +230,6 @@ pub const FORWARDED: &str =
     "push refused: forwarded requests (X-Forwarded-For, Forwarded) are not accepted without a push key";
 pub const NOT_LOCAL_HOST: &str =
     "push refused: Host must be localhost or a loopback address without a push key";
-
-/// True for 127.0.0.0/8 and ::1, also when written as an IPv4-mapped IPv6 address.
-pub fn is_loopback(peer: &SocketAddr) -> bool {
-    peer.ip().to_canonical().is_loopback()
-}
 
 /// A `Host` value naming this machine: `localhost`, 127.0.0.0/8 or `[::1]`,
 /// with or without a port. Anything else — a DNS name that resolves to
@@ -319,7 +325,7 @@ impl PushGuard {
 
     pub fn check(&mut self, req: &Request<'_>) -> Verdict {
         match self {
-            PushGuard::LoopbackOnly if !is_loopback(&req.peer) => Verdict::Forbidden(FORBIDDEN_BODY),
+            PushGuard::LoopbackOnly if !req.peer.is_loopback() => Verdict::Forbidden(FORBIDDEN_BODY),
             PushGuard::LoopbackOnly => match local_refusal(req.head) {
                 Some(why) => Verdict::Forbidden(why),
                 None => Verdict::Allow,
@@ -375,7 +381,7 @@ mod tests {
     const LOCAL: &str = "127.0.0.1:1";
 
     fn check(guard: &mut PushGuard, head: &Head, peer: &str) -> Verdict {
-        guard.check(&Request::new(head, peer.parse().unwrap()))
+        guard.check(&Request::new(head, Peer::Tcp(peer.parse().unwrap())))
     }
 
     #[test]
@@ -503,7 +509,7 @@ mod tests {
         assert_eq!(check(&mut hook, &h, "10.0.0.1:1"), Verdict::Allow);
         let mut deny = PushGuard::Hook(Box::new(|_: &Request<'_>| false));
         assert_eq!(check(&mut deny, &h, LOCAL), Verdict::Unauthorized(HOOK_REFUSED));
-        let local = Request::new(&h, LOCAL.parse().unwrap());
+        let local = Request::new(&h, Peer::Tcp(LOCAL.parse().unwrap()));
         assert_eq!(local.method(), "POST");
         assert_eq!(local.path(), "/push");
     }

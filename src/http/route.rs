@@ -3,6 +3,7 @@
 //! that refuses a request before its body is read is decided in one place.
 
 use super::request::Head;
+use crate::listen::Role;
 use crate::push::Endpoint;
 
 /// Paths served besides the configurable ones.
@@ -21,6 +22,9 @@ pub struct Paths {
     pub push: String,
     /// The demo page, its helper and the browser client are served.
     pub demo: bool,
+    /// Push listeners exist (`--push-listen`): push endpoints answer
+    /// there only, and 404 on the others.
+    pub push_listeners: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +61,7 @@ pub enum Refused {
 /// are `POST`; streams, files, health and metrics `GET` (and `HEAD` where
 /// a body could be skipped). The upgrade's own method check is the
 /// handshake's, in gorilla's order, so it is not made here.
-pub fn route(head: &Head, paths: &Paths) -> Result<Route, Refused> {
+pub fn route(head: &Head, paths: &Paths, role: Role) -> Result<Route, Refused> {
     let path = head.path.as_str();
     let route = if path == paths.ws {
         return Ok(Route::Upgrade);
@@ -80,6 +84,9 @@ pub fn route(head: &Head, paths: &Paths) -> Result<Route, Refused> {
     } else {
         return Err(Refused::NotFound);
     };
+    if route.guarded() && paths.push_listeners && role != Role::Push {
+        return Err(Refused::NotFound);
+    }
     let method = head.method.as_str();
     match route {
         Route::Push(_) if method != "POST" => Err(Refused::Method("POST")),
@@ -108,13 +115,14 @@ mod tests {
             sse: "/sse".into(),
             push: "/push".into(),
             demo,
+            push_listeners: false,
         }
     }
 
     #[test]
     fn routes_and_methods() {
         let p = paths(true);
-        let r = |m: &str, path: &str| route(&head(m, path), &p);
+        let r = |m: &str, path: &str| route(&head(m, path), &p, Role::Main);
         assert_eq!(r("GET", "/ws"), Ok(Route::Upgrade));
         assert_eq!(r("POST", "/ws"), Ok(Route::Upgrade), "the handshake says 405");
         assert_eq!(r("POST", "/push"), Ok(Route::Push(Endpoint::Push)));
@@ -129,8 +137,31 @@ mod tests {
         assert_eq!(r("GET", "/demo/whoami"), Ok(Route::Whoami));
         assert_eq!(r("GET", "/nope"), Err(Refused::NotFound));
         let p = paths(false);
-        assert_eq!(route(&head("GET", "/wspush.js"), &p), Err(Refused::NotFound));
-        assert_eq!(route(&head("GET", "/demo/whoami"), &p), Err(Refused::NotFound));
+        assert_eq!(
+            route(&head("GET", "/wspush.js"), &p, Role::Main),
+            Err(Refused::NotFound)
+        );
+        assert_eq!(
+            route(&head("GET", "/demo/whoami"), &p, Role::Main),
+            Err(Refused::NotFound)
+        );
+    }
+
+    /// With push listeners, push endpoints answer there only.
+    #[test]
+    fn push_endpoints_only_on_push_listeners() {
+        let p = Paths {
+            push_listeners: true,
+            ..paths(true)
+        };
+        let get = head("GET", "/metrics");
+        let post = head("POST", "/push");
+        assert_eq!(route(&post, &p, Role::Main), Err(Refused::NotFound));
+        assert_eq!(route(&get, &p, Role::Main), Err(Refused::NotFound));
+        assert_eq!(route(&post, &p, Role::Push), Ok(Route::Push(Endpoint::Push)));
+        assert_eq!(route(&get, &p, Role::Push), Ok(Route::Metrics));
+        assert_eq!(route(&head("GET", "/healthz"), &p, Role::Main), Ok(Route::Health));
+        assert_eq!(route(&head("GET", "/ws"), &p, Role::Main), Ok(Route::Upgrade));
     }
 
     #[test]

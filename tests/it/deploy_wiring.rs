@@ -150,7 +150,6 @@ fn unix_http(path: &Path, method: &str, target: &str, body: &str) -> (u16, Strin
 const PUSH: &str = r#"{"userId":"u","event":"e","message":"m"}"#;
 
 #[test]
-#[ignore = "needs listen.rs/notify.rs wired into the loop (TODO(lead))"]
 fn unix_and_tcp_listeners_each_get_a_listening_line_in_order() {
     let dir = temp_dir("unix");
     let sock = dir.join("ws.sock");
@@ -187,7 +186,6 @@ fn unix_and_tcp_listeners_each_get_a_listening_line_in_order() {
 }
 
 #[test]
-#[ignore = "needs listen.rs/notify.rs wired into the loop (TODO(lead))"]
 fn a_stale_socket_is_replaced_and_a_live_one_refused() {
     let dir = temp_dir("stale");
     let sock = dir.join("ws.sock");
@@ -209,7 +207,6 @@ fn a_stale_socket_is_replaced_and_a_live_one_refused() {
 }
 
 #[test]
-#[ignore = "needs listen.rs/notify.rs wired into the loop (TODO(lead))"]
 fn push_endpoints_answer_only_on_push_listeners() {
     let s = Running::wspush(
         &["--listen", "127.0.0.1:0", "--push-listen", "127.0.0.1:0"],
@@ -232,7 +229,6 @@ fn push_endpoints_answer_only_on_push_listeners() {
 }
 
 #[test]
-#[ignore = "needs listen.rs/notify.rs wired into the loop (TODO(lead))"]
 fn systemd_sockets_replace_listen_and_push_marks_the_push_listener() {
     let dir = temp_dir("act");
     let main = dir.join("main.sock");
@@ -277,7 +273,6 @@ fn recv(sock: &UnixDatagram) -> String {
 }
 
 #[test]
-#[ignore = "needs listen.rs/notify.rs wired into the loop (TODO(lead))"]
 fn systemd_hears_ready_watchdog_and_stopping() {
     let dir = temp_dir("notify");
     let path = dir.join("notify.sock");
@@ -316,7 +311,6 @@ fn systemd_hears_ready_watchdog_and_stopping() {
 }
 
 #[test]
-#[ignore = "needs listen.rs/notify.rs wired into the loop (TODO(lead))"]
 fn a_secret_file_others_can_read_is_warned_about_after_listening() {
     use std::os::unix::fs::PermissionsExt;
     let dir = temp_dir("secret");
@@ -337,7 +331,6 @@ fn a_secret_file_others_can_read_is_warned_about_after_listening() {
 }
 
 #[test]
-#[ignore = "needs listen.rs/notify.rs wired into the loop (TODO(lead))"]
 fn reuse_port_lets_two_processes_share_a_port() {
     let first = Running::wspush(&["--listen", "127.0.0.1:0", "--reuse-port"], &[], 1);
     let addr = first.tcp(0).to_string();
