@@ -146,7 +146,9 @@ fn format() -> Format {
 
 /// True when a line at `level` would be printed (on this thread).
 pub fn enabled(level: Level) -> bool {
-    let limit = THREAD_LEVEL.with(|l| l.get()).map_or_else(|| LEVEL.load(Ordering::Relaxed), |l| l as u8);
+    let limit = THREAD_LEVEL
+        .with(|l| l.get())
+        .map_or_else(|| LEVEL.load(Ordering::Relaxed), |l| l as u8);
     level as u8 <= limit
 }
 

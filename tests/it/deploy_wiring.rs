@@ -345,3 +345,52 @@ fn reuse_port_lets_two_processes_share_a_port() {
         assert_eq!(get(first.tcp(0), "/healthz").status, 200);
     }
 }
+
+/// `--reuse-port` with `--redis`: two processes on one port share the
+/// clients the kernel spreads between them, and a push on the shared port
+/// reaches every client, whichever process holds it.
+#[test]
+fn reuse_port_processes_joined_by_redis_serve_every_client() {
+    let redis = crate::redis_harness::RedisServer::start();
+    let url = redis.url();
+    // Each has a push listener of its own, so its metrics can be read.
+    let args = |listen: &str| {
+        vec![
+            "--listen".to_string(),
+            listen.to_string(),
+            "--reuse-port".into(),
+            "--redis".into(),
+            url.clone(),
+            "--push-listen".into(),
+            "127.0.0.1:0".into(),
+        ]
+    };
+    let a_args = args("127.0.0.1:0");
+    let first = Running::wspush(&a_args.iter().map(String::as_str).collect::<Vec<_>>(), &[], 2);
+    let shared = first.tcp(0);
+    let b_args = args(&shared.to_string());
+    let second = Running::wspush(&b_args.iter().map(String::as_str).collect::<Vec<_>>(), &[], 2);
+    eventually("both nodes have redis", || {
+        [first.tcp(1), second.tcp(1)]
+            .iter()
+            .all(|a| get(*a, "/healthz").status == 200)
+    });
+    let mut clients: Vec<Ws> = (0..40)
+        .map(|_| connect_registered(shared, "alice", "news"))
+        .collect();
+    let counts = [first.tcp(1), second.tcp(1)].map(|a| metric(a, "wspush_connections"));
+    assert_eq!(counts.iter().sum::<u64>(), 40, "{counts:?}");
+    assert!(
+        counts.iter().all(|&n| n > 0),
+        "the kernel spread the clients: {counts:?}"
+    );
+    let r = post(
+        first.tcp(1),
+        "/push",
+        r#"{"userId":"alice","event":"news","message":"everyone"}"#,
+    );
+    assert_eq!(r.body, "message published to 2 nodes");
+    for ws in &mut clients {
+        assert_eq!(read_text(ws), "everyone");
+    }
+}
