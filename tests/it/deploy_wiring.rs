@@ -394,3 +394,51 @@ fn reuse_port_processes_joined_by_redis_serve_every_client() {
         assert_eq!(read_text(ws), "everyone");
     }
 }
+
+/// Secrets never need the command line, where `ps` shows them: given as
+/// files (or env), none of them is in `/proc/PID/cmdline`, and each works.
+#[test]
+fn secrets_from_files_stay_out_of_the_command_line() {
+    let dir = temp_dir("secrets");
+    let key = dir.join("push.key");
+    let jwt = dir.join("jwt.secret");
+    std::fs::write(&key, "push-key-sentinel-7f3a\n").unwrap();
+    std::fs::write(&jwt, "jwt-secret-sentinel-9c1e-of-32-bytes!\n").unwrap();
+    for f in [&key, &jwt] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let server = Running::wspush(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--push-key-file",
+            key.to_str().unwrap(),
+            "--jwt-secret-file",
+            jwt.to_str().unwrap(),
+        ],
+        &[],
+        1,
+    );
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.child.id())).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(!cmdline.contains("sentinel"), "{cmdline}");
+    let environ = std::fs::read(format!("/proc/{}/environ", server.child.id())).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&environ).contains("sentinel"));
+    let a = server.tcp(0);
+    let r = post_with(
+        a,
+        "/broadcast",
+        r#"{"event":"e","message":"m"}"#,
+        &[("Authorization", "Bearer push-key-sentinel-7f3a")],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let token = wspush::sign_jwt(
+        "alice",
+        b"jwt-secret-sentinel-9c1e-of-32-bytes!",
+        wspush::unix_now(),
+        60,
+    );
+    let mut ws = ws_connect(a, "/ws");
+    register(&mut ws, &token, "e");
+}
