@@ -6,6 +6,7 @@
 
 use crate::cluster::url::RedisUrl;
 use crate::log::Level;
+pub use crate::proxy::Cidr;
 pub use crate::secret::Secret;
 use std::fmt;
 use std::path::PathBuf;
@@ -56,6 +57,19 @@ pub struct Config {
     /// A file of HS256 secrets, one per line (blank lines ignored), read
     /// at bind; each verifies. Combines with `jwt_secret` (rotation).
     pub jwt_secret_file: Option<PathBuf>,
+    /// JWT mode: the `aud` a token must name (one string or in its array);
+    /// none = `aud` is not checked.
+    pub jwt_audience: Option<String>,
+    /// JWT mode: the `iss` a token must carry; none = not checked.
+    pub jwt_issuer: Option<String>,
+    /// Connections one user may have registered at once; 0 = unlimited.
+    pub max_connections_per_user: usize,
+    /// WebSocket and SSE connections one client address may have open at
+    /// once; 0 = unlimited.
+    pub max_connections_per_ip: usize,
+    /// Peers whose `X-Forwarded-For`/`Forwarded` name the client (reverse
+    /// proxies); empty = none, the socket's peer is the client.
+    pub trusted_proxies: Vec<Cidr>,
     /// Origins allowed to open a WebSocket; none = any.
     pub allowed_origins: Option<Vec<String>>,
     /// Serve the demo page at `/` and the browser client at `/wspush.js`.
@@ -91,6 +105,11 @@ impl Default for Config {
             auth_tokens: None,
             jwt_secret: None,
             jwt_secret_file: None,
+            jwt_audience: None,
+            jwt_issuer: None,
+            max_connections_per_user: 0,
+            max_connections_per_ip: 0,
+            trusted_proxies: Vec::new(),
             allowed_origins: None,
             demo: true,
             redis: None,
@@ -165,6 +184,18 @@ impl Config {
             ),
             ("max-message-bytes", self.max_message_bytes, 64, MAX_BYTES),
             ("max-events", self.max_events, 1, MAX_EVENTS),
+            (
+                "max-connections-per-user",
+                self.max_connections_per_user,
+                0,
+                MAX_CONNECTIONS,
+            ),
+            (
+                "max-connections-per-ip",
+                self.max_connections_per_ip,
+                0,
+                MAX_CONNECTIONS,
+            ),
             ("max-backlog-bytes", self.max_backlog_bytes, 1024, MAX_BYTES),
             ("max-body-bytes", self.max_body_bytes, 1, MAX_BYTES),
         ] {
@@ -199,6 +230,21 @@ impl Config {
         }
         if self.jwt_secret.as_ref().is_some_and(|k| k.expose().is_empty()) {
             return err("--jwt-secret is empty".into());
+        }
+        let jwt = self.jwt_secret.is_some() || self.jwt_secret_file.is_some();
+        for (name, value) in [
+            ("jwt-audience", &self.jwt_audience),
+            ("jwt-issuer", &self.jwt_issuer),
+        ] {
+            match value {
+                Some(v) if v.is_empty() => return err(format!("--{name} is empty")),
+                Some(_) if !jwt => {
+                    return err(format!(
+                        "--{name} checks JWTs: it needs --jwt-secret or --jwt-secret-file"
+                    ))
+                }
+                _ => {}
+            }
         }
         if self.redis_channel.is_empty() {
             return err("--redis-channel is empty".into());
@@ -424,6 +470,26 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "jwt-audience",
+        env: "WSPUSH_JWT_AUDIENCE",
+        metavar: "AUD",
+        help: "JWT mode: refuse tokens whose aud does not name AUD (default: aud not checked)",
+        set: |c, v| {
+            c.jwt_audience = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "jwt-issuer",
+        env: "WSPUSH_JWT_ISSUER",
+        metavar: "ISS",
+        help: "JWT mode: refuse tokens whose iss is not ISS (default: iss not checked)",
+        set: |c, v| {
+            c.jwt_issuer = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Flag {
         name: "allowed-origins",
         env: "WSPUSH_ALLOWED_ORIGINS",
         metavar: "A,B",
@@ -440,6 +506,38 @@ const FLAGS: &[Flag] = &[
         help: "open WebSocket connections; more get HTTP 503 (default 10000)",
         set: |c, v| {
             c.max_connections = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "max-connections-per-user",
+        env: "WSPUSH_MAX_CONNECTIONS_PER_USER",
+        metavar: "N",
+        help: "registered connections (WebSocket and SSE) per user; the register over it gets 4429 \
+               (default 0: unlimited)",
+        set: |c, v| {
+            c.max_connections_per_user = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "max-connections-per-ip",
+        env: "WSPUSH_MAX_CONNECTIONS_PER_IP",
+        metavar: "N",
+        help: "WebSocket and SSE connections per client address; more get HTTP 429 (default 0: unlimited)",
+        set: |c, v| {
+            c.max_connections_per_ip = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "trusted-proxies",
+        env: "WSPUSH_TRUSTED_PROXIES",
+        metavar: "CIDR,...",
+        help: "reverse proxies whose X-Forwarded-For/Forwarded name the client (for per-IP limits, logs \
+               and the loopback push rule), e.g. 127.0.0.1,10.0.0.0/8 (default: none)",
+        set: |c, v| {
+            c.trusted_proxies = crate::proxy::parse_list(v)?;
             Ok(())
         },
     },
@@ -600,13 +698,15 @@ pub fn help() -> String {
          /metrics answer loopback clients only, and refuse what a browser or a proxy\n\
          sends (Origin, Sec-Fetch-Site, X-Forwarded-For, Forwarded, a Host that is not\n\
          localhost or a loopback address); with it they need Authorization: Bearer KEY\n\
-         from anywhere. SIGHUP re-reads --auth-tokens.\n\
+         from anywhere. SIGHUP re-reads --auth-tokens and --jwt-secret-file, and closes\n\
+         connections whose token they no longer accept (4401 token revoked).\n\
          Durations (SECS) are seconds (30, 0.5) or take a unit (500ms, 30s, 5m, 1h, 1d):\n\
          0 where it turns a timeout off, else 1ms to one year. Byte limits are at most\n\
          1073741824 (1 GiB); --max-connections at most 10000000, --max-events 100000.\n\
          With --redis, a push on any node reaches the clients of every node and\n\
          answers \"message published to N nodes\".\n\n\
-         Also: wspush token --jwt-secret SECRET --sub USER [--ttl 1h]   prints a signed JWT\n\
+         Also: wspush token --jwt-secret SECRET --sub USER [--ttl 1h] [--events 'chat:*,news']\n\
+         prints a signed JWT (see wspush token --help).\n\
          Exit status 2: a setting is invalid (the message names it).\n",
     );
     s
