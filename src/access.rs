@@ -207,3 +207,59 @@ pub(crate) fn reload(hub: &mut Hub, conns: &mut Slab<Conn>, now: Instant) {
         info!("revoked {n} connection(s) whose token no longer maps to their user");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::close::{self, Close};
+    use crate::outbound::mem::MemIo;
+    use crate::outbound::Outbound;
+    use crate::session::ws::{config, WsSession};
+    use crate::session::{Tick, Timeouts};
+    use std::time::{Duration, Instant};
+
+    fn timeouts() -> Timeouts {
+        Timeouts {
+            register: Duration::ZERO,
+            ping: Duration::ZERO,
+            close_grace: Duration::from_secs(2),
+        }
+    }
+
+    /// What `refresh` does to a session's clock, stepped: the latest
+    /// token's expiry replaces the earlier one, later or sooner, and a
+    /// token without `exp` ends the expiry.
+    #[test]
+    fn the_latest_tokens_expiry_is_the_one_that_counts() {
+        let t0 = Instant::now();
+        let t = timeouts();
+        let mut out = Outbound::new(MemIo::default(), 1 << 20);
+        let mut s = WsSession::new(Vec::new(), config(4096, 1 << 20), false, &t, t0);
+        s.registered();
+        s.set_expiry(Some(t0 + Duration::from_secs(3)));
+        // Refreshed at 2 s with a token good for 10 s more.
+        s.set_expiry(Some(t0 + Duration::from_secs(12)));
+        assert_eq!(s.next_deadline(&t), Some(t0 + Duration::from_secs(12)));
+        let at_old = t0 + Duration::from_secs(3);
+        assert_eq!(s.on_timer(&mut out, at_old, &t), Tick::Idle, "the old expiry passes quietly");
+        let expired = Tick::End(Close::because(close::TOKEN_REJECTED, close::TOKEN_EXPIRED));
+        assert_eq!(
+            s.on_timer(&mut out, t0 + Duration::from_secs(12) - Duration::from_millis(1), &t),
+            Tick::Idle
+        );
+        assert_eq!(s.on_timer(&mut out, t0 + Duration::from_secs(12), &t), expired);
+        // Sooner: a refresh with a shorter-lived token.
+        let mut s = WsSession::new(Vec::new(), config(4096, 1 << 20), false, &t, t0);
+        s.registered();
+        s.set_expiry(Some(t0 + Duration::from_secs(60)));
+        s.set_expiry(Some(t0 + Duration::from_secs(1)));
+        assert_eq!(s.next_deadline(&t), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(s.on_timer(&mut out, t0 + Duration::from_secs(1), &t), expired);
+        // None: a token without exp never expires.
+        let mut s = WsSession::new(Vec::new(), config(4096, 1 << 20), false, &t, t0);
+        s.registered();
+        s.set_expiry(Some(t0 + Duration::from_secs(1)));
+        s.set_expiry(None);
+        assert_eq!(s.next_deadline(&t), None);
+        assert_eq!(s.on_timer(&mut out, t0 + Duration::from_secs(3600), &t), Tick::Idle);
+    }
+}
