@@ -240,10 +240,18 @@ mod tests {
         s.set_expiry(Some(t0 + Duration::from_secs(12)));
         assert_eq!(s.next_deadline(&t), Some(t0 + Duration::from_secs(12)));
         let at_old = t0 + Duration::from_secs(3);
-        assert_eq!(s.on_timer(&mut out, at_old, &t), Tick::Idle, "the old expiry passes quietly");
+        assert_eq!(
+            s.on_timer(&mut out, at_old, &t),
+            Tick::Idle,
+            "the old expiry passes quietly"
+        );
         let expired = Tick::End(Close::because(close::TOKEN_REJECTED, close::TOKEN_EXPIRED));
         assert_eq!(
-            s.on_timer(&mut out, t0 + Duration::from_secs(12) - Duration::from_millis(1), &t),
+            s.on_timer(
+                &mut out,
+                t0 + Duration::from_secs(12) - Duration::from_millis(1),
+                &t
+            ),
             Tick::Idle
         );
         assert_eq!(s.on_timer(&mut out, t0 + Duration::from_secs(12), &t), expired);
@@ -260,6 +268,9 @@ mod tests {
         s.set_expiry(Some(t0 + Duration::from_secs(1)));
         s.set_expiry(None);
         assert_eq!(s.next_deadline(&t), None);
-        assert_eq!(s.on_timer(&mut out, t0 + Duration::from_secs(3600), &t), Tick::Idle);
+        assert_eq!(
+            s.on_timer(&mut out, t0 + Duration::from_secs(3600), &t),
+            Tick::Idle
+        );
     }
 }

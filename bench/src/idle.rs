@@ -183,7 +183,10 @@ impl Report<'_> {
             a.ack.name()
         );
         if a.jwt_secret.is_some() {
-            println!("tokens                JWT, {} event patterns", a.events.unwrap_or(0));
+            println!(
+                "tokens                JWT, {} event patterns",
+                a.events.unwrap_or(0)
+            );
         }
         if let (Some(b), Some(x), Some(p)) = (self.rss_before, self.rss_after, self.per_conn) {
             println!("server RSS            {b} KiB -> {x} KiB");

@@ -22,7 +22,8 @@ pub fn mint(secret: &[u8], sub: &str, now: u64, patterns: Option<usize>, event: 
     }
     claims.push('}');
     let input = format!("{header}.{}", BASE64URL_NOPAD.encode(claims.as_bytes()));
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
     mac.update(input.as_bytes());
     format!("{input}.{}", BASE64URL_NOPAD.encode(&mac.finalize().into_bytes()))
 }

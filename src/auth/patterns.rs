@@ -58,6 +58,25 @@ pub struct Patterns {
     spans: Box<[Span]>,
 }
 
+/// Appends one pattern to the text and its span.
+fn add(text: &mut String, spans: &mut Vec<Span>, p: &str) -> Result<(), PatternError> {
+    let (body, prefix) = match p.strip_suffix('*') {
+        Some(body) => (body, true),
+        None => (p, false),
+    };
+    if body.len() > MAX_NAME_BYTES {
+        return Err(PatternError::TooLong);
+    }
+    // At most 256 patterns of 256 bytes: both fit their fields.
+    spans.push(Span {
+        start: text.len() as u32,
+        len: body.len() as u16,
+        prefix,
+    });
+    text.push_str(body);
+    Ok(())
+}
+
 impl Patterns {
     /// Builds the list; more than [`MAX_PATTERNS`] items is refused before
     /// the rest is looked at.
@@ -72,21 +91,7 @@ impl Patterns {
             if spans.len() == MAX_PATTERNS {
                 return Err(PatternError::TooMany);
             }
-            let p = item.as_ref();
-            let (body, prefix) = match p.strip_suffix('*') {
-                Some(body) => (body, true),
-                None => (p, false),
-            };
-            if body.len() > MAX_NAME_BYTES {
-                return Err(PatternError::TooLong);
-            }
-            // At most 256 patterns of 256 bytes: both fit their fields.
-            spans.push(Span {
-                start: text.len() as u32,
-                len: body.len() as u16,
-                prefix,
-            });
-            text.push_str(body);
+            add(&mut text, &mut spans, item.as_ref())?;
         }
         Ok(Patterns {
             text: text.into_boxed_str(),
@@ -95,6 +100,8 @@ impl Patterns {
     }
 
     /// From a JWT's `events` claim: an array of strings, nothing else.
+    /// Parsed on every register with such a token, so the text and spans
+    /// are allocated once, at their size.
     pub fn from_claim(claim: &Value) -> Result<Patterns, PatternError> {
         let Value::Array(items) = claim else {
             return Err(PatternError::NotStrings);
@@ -102,11 +109,20 @@ impl Patterns {
         if items.len() > MAX_PATTERNS {
             return Err(PatternError::TooMany);
         }
-        let mut strings = Vec::with_capacity(items.len());
+        let mut bytes = 0;
         for item in items {
-            strings.push(item.as_str().ok_or(PatternError::NotStrings)?);
+            let p = item.as_str().ok_or(PatternError::NotStrings)?;
+            bytes += p.len() - usize::from(p.ends_with('*'));
         }
-        Patterns::new(strings)
+        let mut text = String::with_capacity(bytes);
+        let mut spans = Vec::with_capacity(items.len());
+        for item in items {
+            add(&mut text, &mut spans, item.as_str().unwrap_or_default())?;
+        }
+        Ok(Patterns {
+            text: text.into_boxed_str(),
+            spans: spans.into_boxed_slice(),
+        })
     }
 
     /// Whether `event` is allowed: equal to an exact pattern, or starting
