@@ -1190,6 +1190,62 @@ mod tests {
         assert!(e.0.contains("not both"), "{e}");
     }
 
+    /// SPEC §9 settings: defaults off, flags and env twins, bad values named.
+    #[test]
+    fn access_control_flags() {
+        let c = run(&[]).unwrap();
+        assert_eq!((c.max_connections_per_user, c.max_connections_per_ip), (0, 0));
+        assert!(c.trusted_proxies.is_empty() && c.jwt_audience.is_none() && c.jwt_issuer.is_none());
+        let c = run(&[
+            "--max-connections-per-user",
+            "3",
+            "--max-connections-per-ip=4",
+            "--trusted-proxies",
+            "10.0.0.0/8, ::1",
+            "--jwt-secret",
+            "s",
+            "--jwt-audience",
+            "push",
+            "--jwt-issuer",
+            "app",
+        ])
+        .unwrap();
+        assert_eq!((c.max_connections_per_user, c.max_connections_per_ip), (3, 4));
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.trusted_proxies[0].to_string(), "10.0.0.0/8");
+        assert_eq!(
+            (c.jwt_audience.as_deref(), c.jwt_issuer.as_deref()),
+            (Some("push"), Some("app"))
+        );
+        let env = |k: &str| match k {
+            "WSPUSH_MAX_CONNECTIONS_PER_USER" => Some("7".to_string()),
+            "WSPUSH_TRUSTED_PROXIES" => Some("127.0.0.1".to_string()),
+            _ => None,
+        };
+        let Ok(Cli::Run(c)) = parse_cli(Vec::<String>::new(), env) else {
+            panic!("env")
+        };
+        assert_eq!((c.max_connections_per_user, c.trusted_proxies.len()), (7, 1));
+        for (args, want) in [
+            (&["--max-connections-per-ip", "x"][..], "--max-connections-per-ip"),
+            (
+                &["--max-connections-per-user", "99999999999"],
+                "--max-connections-per-user",
+            ),
+            (&["--trusted-proxies", "10.0.0.1/8"], "--trusted-proxies"),
+            (&["--trusted-proxies", ","], "--trusted-proxies"),
+            (&["--jwt-audience", "a"], "--jwt-audience checks JWTs"),
+            (&["--jwt-issuer", "i"], "--jwt-issuer checks JWTs"),
+            (
+                &["--jwt-secret", "s", "--jwt-issuer", ""],
+                "--jwt-issuer is empty",
+            ),
+        ] {
+            let e = run(args).unwrap_err().0;
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
+
     #[test]
     fn help_lists_every_flag_and_env() {
         let h = help();
