@@ -168,6 +168,18 @@ impl Binder {
         self.binding(conn).map(|b| &*b.user)
     }
 
+    /// How many connections are bound to `user` (`--max-connections-per-user`).
+    pub fn connections(&self, user: &str) -> usize {
+        self.users.get(user).map_or(0, Vec::len)
+    }
+
+    /// The events `conn` is subscribed to.
+    pub fn events_of(&self, conn: ConnId) -> impl Iterator<Item = &str> + '_ {
+        self.binding(conn)
+            .into_iter()
+            .flat_map(|b| b.events.iter().map(|e| &**e))
+    }
+
     /// Calls `f` for each connection of `user` subscribed to `event`.
     pub fn for_user_event(&self, user: &str, event: &str, mut f: impl FnMut(ConnId)) {
         // Subscribed connections share the map's `Rc` of the event name, so

@@ -49,6 +49,15 @@ pub const TOO_MANY_FRAGMENTS: &str = "message has more than 256 frames";
 /// The 4401 reason of a live connection whose token's `exp` passed.
 pub const TOKEN_EXPIRED: &str = "token expired";
 
+/// SPEC §9 reasons: a 4401 for a connection whose token a SIGHUP reload
+/// withdrew, a 4403 for an event the token does not permit, a 4429 over
+/// `--max-connections-per-user`, a 4400 for a refresh with nothing to
+/// refresh.
+pub const TOKEN_REVOKED: &str = "token revoked";
+pub const EVENT_NOT_ALLOWED: &str = "event not allowed";
+pub const TOO_MANY_FOR_USER: &str = "too many connections for user";
+pub const REFRESH_FIRST: &str = "refresh before register";
+
 /// A close frame's payload is at most 125 bytes, two of them the code.
 pub const MAX_REASON_BYTES: usize = 123;
 

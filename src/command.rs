@@ -18,6 +18,9 @@ pub enum Action {
     Register { token: String, event: String },
     /// `{"type": "unregister", "event": E}`.
     Unregister { event: String },
+    /// `{"type": "refresh", "token": T}`: a new token for the same user
+    /// (SPEC §9).
+    Refresh { token: String },
 }
 
 /// A frame that is not a usable command; `id` is set when one could be read,
@@ -59,6 +62,15 @@ pub fn parse(text: &str) -> Result<Command, Malformed> {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return malformed(id, "type must be a string"),
     };
+    if kind == "refresh" {
+        return match non_empty_str(&obj, "token") {
+            Some(token) => Ok(Command {
+                id,
+                action: Action::Refresh { token },
+            }),
+            None => malformed(id, "token must be a non-empty string"),
+        };
+    }
     let Some(event) = non_empty_str(&obj, "event") else {
         return malformed(id, "event must be a non-empty string");
     };
@@ -164,6 +176,31 @@ mod tests {
             let err = parse(text).expect_err(text);
             assert_eq!(&err.id, id, "{text}");
             assert!(!err.reason.is_empty());
+        }
+    }
+
+    #[test]
+    fn refresh_needs_a_token_only() {
+        let c = parse(r#"{"type":"refresh","token":"t2","id":4}"#).unwrap();
+        assert_eq!(
+            c,
+            Command {
+                id: Some(json!(4)),
+                action: Action::Refresh { token: "t2".into() }
+            }
+        );
+        let c = parse(r#"{"type":"refresh","token":"t2","event":"ignored"}"#).unwrap();
+        assert_eq!(c.action, Action::Refresh { token: "t2".into() });
+        for bad in [
+            r#"{"type":"refresh","id":1}"#,
+            r#"{"type":"refresh","token":"","id":1}"#,
+            r#"{"type":"refresh","token":7,"id":1}"#,
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(
+                (e.id, e.reason),
+                (Some(json!(1)), "token must be a non-empty string")
+            );
         }
     }
 

@@ -3,6 +3,7 @@
 //! (an error reply with an `id`, a close without). An SSE client sends
 //! nothing after its request: its input is only watched for its end.
 
+use crate::access;
 use crate::api::{ClientMessage, Reply};
 use crate::binder::BindError;
 use crate::close::{self, Close};
@@ -109,6 +110,7 @@ fn on_text(hub: &mut Hub, id: usize, conn: &mut Conn, text: &str, now: Instant) 
                 hub.binder.unsubscribe(id, &event);
             })
             .map_err(|why| Close::because(close::MALFORMED, why)),
+        Action::Refresh { token } => access::refresh(hub, id, conn, &token, now),
     };
     match (result, cmd.id) {
         (Ok(()), Some(rid)) => reply(
@@ -147,9 +149,11 @@ fn register(
         hub.metrics.auth_failures += 1;
         Close::because(close::TOKEN_REJECTED, why)
     })?;
+    access::may_register(hub, id, &grant, event, peer)?;
     hub.binder
         .bind(id, &grant.user, event, hub.settings.cfg.max_events)
         .map_err(refusal_of)?;
+    access::took(hub, id, &grant);
     if let State::Session(Session::Ws(ws)) = &mut conn.state {
         ws.registered();
         ws.set_expiry(expiry(&grant, hub.unix_now, now));

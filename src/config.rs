@@ -7,6 +7,7 @@
 use crate::cluster::url::RedisUrl;
 use crate::listen::{Addr, BindOptions, Role};
 use crate::log::Level;
+pub use crate::proxy::Cidr;
 pub use crate::secret::Secret;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,19 @@ pub struct Config {
     /// A file of HS256 secrets, one per line (blank lines ignored), read
     /// at bind; each verifies. Combines with `jwt_secret` (rotation).
     pub jwt_secret_file: Option<PathBuf>,
+    /// JWT mode: the `aud` a token must name (one string or in its array);
+    /// none = `aud` is not checked.
+    pub jwt_audience: Option<String>,
+    /// JWT mode: the `iss` a token must carry; none = not checked.
+    pub jwt_issuer: Option<String>,
+    /// Connections one user may have registered at once; 0 = unlimited.
+    pub max_connections_per_user: usize,
+    /// WebSocket and SSE connections one client address may have open at
+    /// once; 0 = unlimited.
+    pub max_connections_per_ip: usize,
+    /// Peers whose `X-Forwarded-For`/`Forwarded` name the client (reverse
+    /// proxies); empty = none, the socket's peer is the client.
+    pub trusted_proxies: Vec<Cidr>,
     /// Origins allowed to open a WebSocket; none = any.
     pub allowed_origins: Option<Vec<String>>,
     /// Serve the demo page at `/` and the browser client at `/wspush.js`.
@@ -114,6 +128,11 @@ impl Default for Config {
             auth_tokens: None,
             jwt_secret: None,
             jwt_secret_file: None,
+            jwt_audience: None,
+            jwt_issuer: None,
+            max_connections_per_user: 0,
+            max_connections_per_ip: 0,
+            trusted_proxies: Vec::new(),
             allowed_origins: None,
             demo: true,
             redis: None,
@@ -189,6 +208,18 @@ impl Config {
             ),
             ("max-message-bytes", self.max_message_bytes, 64, MAX_BYTES),
             ("max-events", self.max_events, 1, MAX_EVENTS),
+            (
+                "max-connections-per-user",
+                self.max_connections_per_user,
+                0,
+                MAX_CONNECTIONS,
+            ),
+            (
+                "max-connections-per-ip",
+                self.max_connections_per_ip,
+                0,
+                MAX_CONNECTIONS,
+            ),
             ("max-backlog-bytes", self.max_backlog_bytes, 1024, MAX_BYTES),
             ("max-body-bytes", self.max_body_bytes, 1, MAX_BYTES),
         ] {
@@ -223,6 +254,21 @@ impl Config {
         }
         if self.jwt_secret.as_ref().is_some_and(|k| k.expose().is_empty()) {
             return err("--jwt-secret is empty".into());
+        }
+        let jwt = self.jwt_secret.is_some() || self.jwt_secret_file.is_some();
+        for (name, value) in [
+            ("jwt-audience", &self.jwt_audience),
+            ("jwt-issuer", &self.jwt_issuer),
+        ] {
+            match value {
+                Some(v) if v.is_empty() => return err(format!("--{name} is empty")),
+                Some(_) if !jwt => {
+                    return err(format!(
+                        "--{name} checks JWTs: it needs --jwt-secret or --jwt-secret-file"
+                    ))
+                }
+                _ => {}
+            }
         }
         if self.redis_channel.is_empty() {
             return err("--redis-channel is empty".into());
@@ -587,6 +633,26 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "jwt-audience",
+        env: "WSPUSH_JWT_AUDIENCE",
+        metavar: "AUD",
+        help: "JWT mode: refuse tokens whose aud does not name AUD (default: aud not checked)",
+        set: |c, v| {
+            c.jwt_audience = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "jwt-issuer",
+        env: "WSPUSH_JWT_ISSUER",
+        metavar: "ISS",
+        help: "JWT mode: refuse tokens whose iss is not ISS (default: iss not checked)",
+        set: |c, v| {
+            c.jwt_issuer = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Flag {
         name: "allowed-origins",
         env: "WSPUSH_ALLOWED_ORIGINS",
         metavar: "A,B",
@@ -603,6 +669,38 @@ const FLAGS: &[Flag] = &[
         help: "open WebSocket connections; more get HTTP 503 (default 10000)",
         set: |c, v| {
             c.max_connections = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "max-connections-per-user",
+        env: "WSPUSH_MAX_CONNECTIONS_PER_USER",
+        metavar: "N",
+        help: "registered connections (WebSocket and SSE) per user; the register over it gets 4429 \
+               (default 0: unlimited)",
+        set: |c, v| {
+            c.max_connections_per_user = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "max-connections-per-ip",
+        env: "WSPUSH_MAX_CONNECTIONS_PER_IP",
+        metavar: "N",
+        help: "WebSocket and SSE connections per client address; more get HTTP 429 (default 0: unlimited)",
+        set: |c, v| {
+            c.max_connections_per_ip = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "trusted-proxies",
+        env: "WSPUSH_TRUSTED_PROXIES",
+        metavar: "CIDR,...",
+        help: "reverse proxies whose X-Forwarded-For/Forwarded name the client (for per-IP limits, logs \
+               and the loopback push rule), e.g. 127.0.0.1,10.0.0.0/8 (default: none)",
+        set: |c, v| {
+            c.trusted_proxies = crate::proxy::parse_list(v)?;
             Ok(())
         },
     },
@@ -791,7 +889,8 @@ pub fn help() -> String {
          localhost or a loopback address); with it they need Authorization: Bearer KEY\n\
          from anywhere; a unix-socket client counts as loopback. With --push-listen,\n\
          those endpoints are served only there (404 elsewhere). SIGHUP re-reads\n\
-         --auth-tokens. Under systemd, sockets it passes (LISTEN_FDS; the one named\n\
+         --auth-tokens and --jwt-secret-file, and closes connections whose token they\n\
+         no longer accept (4401 token revoked). Under systemd, sockets it passes (LISTEN_FDS; the one named\n\
          \"push\" is a --push-listen) replace --listen, and NOTIFY_SOCKET gets\n\
          READY=1, STOPPING=1 and WATCHDOG=1.\n\
          Durations (SECS) are seconds (30, 0.5) or take a unit (500ms, 30s, 5m, 1h, 1d):\n\
@@ -799,7 +898,8 @@ pub fn help() -> String {
          1073741824 (1 GiB); --max-connections at most 10000000, --max-events 100000.\n\
          With --redis, a push on any node reaches the clients of every node and\n\
          answers \"message published to N nodes\".\n\n\
-         Also: wspush token --jwt-secret SECRET --sub USER [--ttl 1h]   prints a signed JWT\n\
+         Also: wspush token --jwt-secret SECRET --sub USER [--ttl 1h] [--events 'chat:*,news']\n\
+         prints a signed JWT (see wspush token --help).\n\
          Exit status 2: a setting is invalid (the message names it).\n",
     );
     s
@@ -1305,6 +1405,62 @@ mod tests {
         assert_eq!(c.jwt_secret_file, Some(PathBuf::from("/some/file")));
         let e = run(&["--jwt-secret-file", "/f", "--auth-tokens", "/t"]).unwrap_err();
         assert!(e.0.contains("not both"), "{e}");
+    }
+
+    /// SPEC §9 settings: defaults off, flags and env twins, bad values named.
+    #[test]
+    fn access_control_flags() {
+        let c = run(&[]).unwrap();
+        assert_eq!((c.max_connections_per_user, c.max_connections_per_ip), (0, 0));
+        assert!(c.trusted_proxies.is_empty() && c.jwt_audience.is_none() && c.jwt_issuer.is_none());
+        let c = run(&[
+            "--max-connections-per-user",
+            "3",
+            "--max-connections-per-ip=4",
+            "--trusted-proxies",
+            "10.0.0.0/8, ::1",
+            "--jwt-secret",
+            "s",
+            "--jwt-audience",
+            "push",
+            "--jwt-issuer",
+            "app",
+        ])
+        .unwrap();
+        assert_eq!((c.max_connections_per_user, c.max_connections_per_ip), (3, 4));
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.trusted_proxies[0].to_string(), "10.0.0.0/8");
+        assert_eq!(
+            (c.jwt_audience.as_deref(), c.jwt_issuer.as_deref()),
+            (Some("push"), Some("app"))
+        );
+        let env = |k: &str| match k {
+            "WSPUSH_MAX_CONNECTIONS_PER_USER" => Some("7".to_string()),
+            "WSPUSH_TRUSTED_PROXIES" => Some("127.0.0.1".to_string()),
+            _ => None,
+        };
+        let Ok(Cli::Run(c)) = parse_cli(Vec::<String>::new(), env) else {
+            panic!("env")
+        };
+        assert_eq!((c.max_connections_per_user, c.trusted_proxies.len()), (7, 1));
+        for (args, want) in [
+            (&["--max-connections-per-ip", "x"][..], "--max-connections-per-ip"),
+            (
+                &["--max-connections-per-user", "99999999999"],
+                "--max-connections-per-user",
+            ),
+            (&["--trusted-proxies", "10.0.0.1/8"], "--trusted-proxies"),
+            (&["--trusted-proxies", ","], "--trusted-proxies"),
+            (&["--jwt-audience", "a"], "--jwt-audience checks JWTs"),
+            (&["--jwt-issuer", "i"], "--jwt-issuer checks JWTs"),
+            (
+                &["--jwt-secret", "s", "--jwt-issuer", ""],
+                "--jwt-issuer is empty",
+            ),
+        ] {
+            let e = run(args).unwrap_err().0;
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
     }
 
     #[test]

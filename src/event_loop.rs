@@ -360,7 +360,7 @@ impl Loop {
         let mut stop = false;
         for sig in signals.pending() {
             if sig == signal_hook::consts::SIGHUP {
-                self.hub.hooks.auth.reload();
+                crate::access::reload(&mut self.hub, &mut self.conns, now);
             } else {
                 stop = true;
             }

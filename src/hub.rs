@@ -12,6 +12,7 @@ use crate::api::Error;
 use crate::api::OnMessage;
 use crate::auth::{ConnAuth, PushGuard};
 use crate::binder::Binder;
+use crate::clients::Clients;
 use crate::close::{self, Close};
 use crate::cluster::redis::{Outcome, Redis};
 use crate::config::Config;
@@ -106,6 +107,9 @@ pub enum Ending {
 pub(crate) struct Hub {
     pub settings: Settings,
     pub binder: Binder,
+    /// Per connection and per client address: held tokens' fingerprints,
+    /// open connections per address (SPEC §9).
+    pub clients: Clients,
     pub metrics: Metrics,
     pub timers: Timers,
     pub hooks: Hooks,
@@ -144,6 +148,7 @@ pub(crate) struct Hub {
 impl Hub {
     pub fn new(settings: Settings, hooks: Hooks, redis: Option<Redis<Asker>>) -> Hub {
         Hub {
+            clients: Clients::new(settings.cfg.max_connections_per_ip),
             settings,
             binder: Binder::new(),
             metrics: Metrics::default(),
@@ -244,6 +249,8 @@ impl Hub {
         }
         let t = s.transport();
         self.binder.unbind(id);
+        self.clients.forget(id);
+        self.clients.closed(conn.peer.ip());
         self.metrics.connections.sub(t, 1);
         let timeouts = &self.settings.timeouts;
         match why {
@@ -389,6 +396,7 @@ impl Hub {
     /// A connection became a session: counted as one, no longer as HTTP.
     pub fn opened(&mut self, conn: &mut Conn, session: Session) {
         self.metrics.connections.add(session.transport(), 1);
+        self.clients.opened(conn.peer.ip());
         self.metrics.http_sockets -= 1;
         debug!("{} open from {}", session.transport().label(), conn.peer);
         conn.state = State::Session(session);

@@ -26,9 +26,11 @@
 #[macro_use]
 mod log;
 
+mod access;
 mod api;
 mod auth;
 mod binder;
+mod clients;
 mod close;
 mod cluster;
 /// The client command parser; public for fuzz targets and property tests.
@@ -55,6 +57,7 @@ mod names;
 pub mod notify;
 mod outbound;
 mod payload;
+mod proxy;
 mod push;
 mod requests;
 mod secret;
@@ -65,7 +68,8 @@ mod timers;
 mod trim;
 
 pub use api::{ClientMessage, Error, OnMessage, Reply};
-pub use auth::jwt::{parse_ttl, sign as sign_jwt, unix_now};
+pub use auth::grant::Grant;
+pub use auth::jwt::{parse_ttl, sign as sign_jwt, sign_with as sign_jwt_with, unix_now};
 pub use auth::Request;
 pub use cluster::redis::{RedisAddr, RedisUrl};
 #[doc(hidden)]
@@ -98,6 +102,7 @@ use std::sync::Arc;
 pub struct Builder {
     config: Config,
     token_auth: Option<auth::TokenAuth>,
+    grant_auth: Option<auth::GrantAuth>,
     push_auth: Option<auth::PushAuth>,
     on_message: Option<OnMessage>,
     signals: bool,
@@ -120,6 +125,7 @@ impl Builder {
                 ..Config::default()
             },
             token_auth: None,
+            grant_auth: None,
             push_auth: None,
             on_message: None,
             signals: false,
@@ -162,6 +168,27 @@ impl Builder {
         self
     }
 
+    /// Connection auth that says more than the user: a [`Grant`] with the
+    /// events the token permits (a register for any other is refused with
+    /// 4403 `event not allowed`) and when it expires (the connection is
+    /// then closed with 4401 `token expired`, unless refreshed); `None`
+    /// rejects (4401 `unknown token`). Like [`Builder::auth`], it replaces
+    /// the token-file and JWT modes; not with [`Builder::auth`].
+    ///
+    /// ```no_run
+    /// let server = wspush::Builder::new()
+    ///     .auth_grant(|token| {
+    ///         let user = token.strip_prefix("user-")?;
+    ///         Some(wspush::Grant::new(user).events([format!("user:{user}:*"), "news".into()]))
+    ///     })
+    ///     .bind()?;
+    /// # Ok::<(), wspush::Error>(())
+    /// ```
+    pub fn auth_grant(mut self, f: impl FnMut(&str) -> Option<Grant> + Send + 'static) -> Builder {
+        self.grant_auth = Some(Box::new(f));
+        self
+    }
+
     /// Push auth for `/push`, `/broadcast`, `/drop` and `/metrics`; `false`
     /// answers 401. Replaces the default loopback-only rule.
     pub fn push_auth(mut self, f: impl FnMut(&Request<'_>) -> bool + Send + 'static) -> Builder {
@@ -180,8 +207,9 @@ impl Builder {
         self
     }
 
-    /// Shut down gracefully on SIGINT and SIGTERM, and re-read the token
-    /// file on SIGHUP (the binary does this).
+    /// Shut down gracefully on SIGINT and SIGTERM, and on SIGHUP re-read
+    /// the token file or the JWT secret file, closing connections whose
+    /// token they no longer accept (the binary does this).
     pub fn handle_signals(mut self, on: bool) -> Builder {
         self.signals = on;
         self
@@ -213,10 +241,11 @@ impl Builder {
     fn bind_inner(mut self) -> Result<Server, Error> {
         let c = &self.config;
         let open_auth = self.token_auth.is_none()
+            && self.grant_auth.is_none()
             && c.auth_tokens.is_none()
             && c.jwt_secret.is_none()
             && c.jwt_secret_file.is_none();
-        let conn_auth = self.conn_auth()?;
+        let (conn_auth, auth_warnings) = self.conn_auth()?;
         let push_guard = match (self.push_auth.take(), &self.config.push_key) {
             (Some(_), Some(_)) => {
                 return Err(Error::Config(ConfigError(
@@ -252,12 +281,13 @@ impl Builder {
         } else {
             None
         };
-        let warnings = startup_warnings(
+        let mut warnings = startup_warnings(
             &self.config,
             &addrs,
             matches!(push_guard, auth::PushGuard::LoopbackOnly),
             open_auth,
         );
+        warnings.extend(auth_warnings);
         let notifier = if self.systemd {
             notify::Notifier::from_env()
         } else {
@@ -333,48 +363,52 @@ fn startup_warnings(
 }
 
 impl Builder {
-    /// The one connection-auth mode in force: the library hook, the token
-    /// file (read now, so a bad file stops startup), JWT, or userId = token.
-    fn conn_auth(&mut self) -> Result<auth::ConnAuth, Error> {
+    /// The one connection-auth mode in force: a library hook, the token
+    /// file (read now, so a bad file stops startup), JWT, or userId =
+    /// token; and what an operator should hear about it (short secrets).
+    fn conn_auth(&mut self) -> Result<(auth::ConnAuth, Vec<String>), Error> {
         let c = &self.config;
+        let config = |e: String| Error::Config(ConfigError(e));
         let modes = [
             self.token_auth.is_some(),
+            self.grant_auth.is_some(),
             c.auth_tokens.is_some(),
             c.jwt_secret.is_some() || c.jwt_secret_file.is_some(),
         ];
         if modes.iter().filter(|m| **m).count() > 1 {
-            return Err(Error::Config(ConfigError(
-                "choose one connection auth: a hook, --auth-tokens or --jwt-secret".into(),
-            )));
+            return Err(config(
+                "choose one connection auth: a hook (auth or auth_grant), --auth-tokens or --jwt-secret"
+                    .into(),
+            ));
         }
         Ok(if let Some(f) = self.token_auth.take() {
-            auth::ConnAuth::Hook(f)
+            (auth::ConnAuth::Hook(f), Vec::new())
+        } else if let Some(f) = self.grant_auth.take() {
+            (auth::ConnAuth::Grants(f), Vec::new())
         } else if let Some(path) = &c.auth_tokens {
-            let table = auth::token_file::load(path).map_err(|e| Error::Config(ConfigError(e)))?;
+            let table = auth::token_file::load(path).map_err(config)?;
             info!("connection auth: {} tokens from {}", table.len(), path.display());
-            auth::ConnAuth::TokenFile {
-                path: path.clone(),
-                table,
-            }
+            let file = auth::TokenFile::new(path.clone(), table);
+            (auth::ConnAuth::TokenFile(file), Vec::new())
         } else if c.jwt_secret.is_some() || c.jwt_secret_file.is_some() {
+            let expect = auth::jwt::Expect {
+                audience: c.jwt_audience.clone(),
+                issuer: c.jwt_issuer.clone(),
+            };
             // The flag's secret (the one that mints) first, then the file's.
-            let mut secrets: Vec<Vec<u8>> = c
-                .jwt_secret
-                .iter()
-                .map(|s| s.expose().as_bytes().to_vec())
-                .collect();
+            let flag = c.jwt_secret.as_ref().map(|s| s.expose().as_bytes().to_vec());
+            let (jwt, warnings) =
+                auth::JwtAuth::new(flag, c.jwt_secret_file.clone(), expect).map_err(config)?;
             if let Some(path) = &c.jwt_secret_file {
-                let lines = config::read_secret_lines(path).map_err(|e| Error::Config(ConfigError(e)))?;
                 info!(
                     "connection auth: JWT, {} secrets from {}",
-                    lines.len(),
+                    jwt.file_secrets(),
                     path.display()
                 );
-                secrets.extend(lines.iter().map(|s| s.expose().as_bytes().to_vec()));
             }
-            auth::ConnAuth::Jwt { secrets }
+            (auth::ConnAuth::Jwt(jwt), warnings)
         } else {
-            auth::ConnAuth::Hook(auth::token_is_user())
+            (auth::ConnAuth::Hook(auth::token_is_user()), Vec::new())
         })
     }
 }

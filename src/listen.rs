@@ -319,6 +319,14 @@ pub enum Peer {
 }
 
 impl Peer {
+    /// The client's IP address; none for a unix-socket client.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Peer::Tcp(a) => Some(a.ip()),
+            Peer::Unix => None,
+        }
+    }
+
     /// For the push rule without a key (loopback clients only). A unix
     /// socket can only be reached from this machine, so it counts.
     pub fn is_loopback(&self) -> bool {

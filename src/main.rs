@@ -11,10 +11,14 @@ use wspush::config::{self, Cli};
 
 const TOKEN_USAGE: &str =
     "usage: wspush token (--jwt-secret SECRET | --jwt-secret-file FILE) --sub USER [--ttl 1h]\n\
+     \x20                  [--events 'chat:*,news'] [--jwt-audience AUD] [--jwt-issuer ISS]\n\
      Prints an HS256 JWT for a server run with the same secret; --ttl takes seconds or a unit:\n\
      90, 90s, 15m, 1h, 7d (default 1h, at most a year). With --jwt-secret-file, the file's first\n\
-     secret signs; --jwt-secret wins over the file. The secret may also come from\n\
-     WSPUSH_JWT_SECRET or WSPUSH_JWT_SECRET_FILE.";
+     secret signs; --jwt-secret wins over the file. --events lists the events the token\n\
+     permits, comma-separated: exact names or prefixes ending in * (the claim \"events\";\n\
+     without it every event, with --events '' none). --jwt-audience and --jwt-issuer set\n\
+     aud and iss. Each may also come from its environment variable (WSPUSH_JWT_SECRET,\n\
+     WSPUSH_JWT_SECRET_FILE, WSPUSH_JWT_AUDIENCE, WSPUSH_JWT_ISSUER), as the server reads them.";
 
 /// Exit status for settings that cannot be used.
 const BAD_SETTINGS: u8 = 2;
@@ -34,6 +38,12 @@ fn token(args: &[String]) -> Result<String, String> {
     let mut secret = std::env::var("WSPUSH_JWT_SECRET").ok().map(wspush::Secret::new);
     let mut file = std::env::var("WSPUSH_JWT_SECRET_FILE").ok();
     let (mut sub, mut ttl) = (None, 3600);
+    let mut claims = serde_json::Map::new();
+    for (env, claim) in [("WSPUSH_JWT_AUDIENCE", "aud"), ("WSPUSH_JWT_ISSUER", "iss")] {
+        if let Ok(v) = std::env::var(env) {
+            claims.insert(claim.into(), v.into());
+        }
+    }
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
@@ -47,6 +57,20 @@ fn token(args: &[String]) -> Result<String, String> {
             "--jwt-secret-file" => file = Some(value.clone()),
             "--sub" => sub = Some(value.clone()),
             "--ttl" => ttl = wspush::parse_ttl(value).map_err(|e| format!("--ttl: {e}"))?,
+            "--events" => {
+                let list: Vec<&str> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                claims.insert("events".into(), list.into());
+            }
+            "--jwt-audience" => {
+                claims.insert("aud".into(), value.as_str().into());
+            }
+            "--jwt-issuer" => {
+                claims.insert("iss".into(), value.as_str().into());
+            }
             _ => return Err(format!("unknown option {flag}\n{TOKEN_USAGE}")),
         }
     }
@@ -59,11 +83,12 @@ fn token(args: &[String]) -> Result<String, String> {
     let secret = secret.ok_or_else(|| format!("a JWT secret is needed\n{TOKEN_USAGE}"))?;
     let sub = sub.filter(|s| !s.is_empty());
     let sub = sub.ok_or_else(|| format!("--sub is needed\n{TOKEN_USAGE}"))?;
-    Ok(wspush::sign_jwt(
+    Ok(wspush::sign_jwt_with(
         &sub,
         secret.expose().as_bytes(),
         wspush::unix_now(),
         ttl,
+        claims,
     ))
 }
 

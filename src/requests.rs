@@ -7,6 +7,7 @@
 //! connection (the requests behind it wait too, so answers keep the
 //! pipeline's order) until `delivery` answers it.
 
+use crate::access;
 use crate::auth::{self, Grant, Presented, Request, Verdict};
 use crate::close;
 use crate::conn::{Conn, Peer, Role, State};
@@ -21,13 +22,14 @@ use crate::hub::{Asker, Hub};
 use crate::log::Refusal as Refused_;
 use crate::metrics::{Gauges, RedisGauges};
 use crate::names;
+use crate::proxy;
 use crate::push;
 use crate::session::sse::SseSession;
 use crate::session::ws::WsSession;
 use crate::session::Session;
 use crate::slab::Slab;
 use crate::static_files;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Most reads (and requests per read) handled per connection per turn
 /// before the others get theirs.
@@ -162,6 +164,7 @@ fn answer_round(hub: &mut Hub, conns: &mut Slab<Conn>, id: usize, conn: &mut Con
                 http.since = now;
                 hub.metrics.http_requests += 1;
                 let mut style = Style::of(&head);
+                let client = proxy::client(&hub.settings.cfg.trusted_proxies, &head, conn.peer);
                 // After the peer's FIN every buffered request is still
                 // answered; the last one buffered says the connection closes.
                 style.keep_alive &= !(http.read_closed && http.input().is_empty());
@@ -176,7 +179,7 @@ fn answer_round(hub: &mut Hub, conns: &mut Slab<Conn>, id: usize, conn: &mut Con
                         conns,
                         id,
                         conn.serial,
-                        conn.peer,
+                        client.addr,
                         route,
                         &head,
                         &body,
@@ -195,12 +198,15 @@ fn answer_round(hub: &mut Hub, conns: &mut Slab<Conn>, id: usize, conn: &mut Con
                         out.extend_from_slice(&upgrade::handshake_response(&accept));
                         conn.out.send(&out);
                         out.clear();
+                        // A session is one client for life: it is known by its address.
+                        conn.peer = client.addr;
                         become_ws(hub, conn, envelope, now);
                         break;
                     }
                     Outcome::Stream(stream) => {
                         conn.out.send(&out);
                         out.clear();
+                        conn.peer = client.addr;
                         become_sse(hub, id, conn, stream, style, now);
                         break;
                     }
@@ -227,7 +233,14 @@ fn admit(hub: &mut Hub, head: &Head, peer: Peer, role: Role, json: bool) -> Resu
     if !route.guarded() {
         return Ok(route);
     }
-    let (status, why) = match hub.hooks.push.check(&Request::new(head, peer)) {
+    let client = proxy::client(&hub.settings.cfg.trusted_proxies, head, peer);
+    let peer = client.addr;
+    let req = if client.forwarded {
+        Request::forwarded(head, peer)
+    } else {
+        Request::new(head, peer)
+    };
+    let (status, why) = match hub.hooks.push.check(&req) {
         Verdict::Allow => return Ok(route),
         Verdict::Unauthorized(why) => (401, why),
         Verdict::Forbidden(why) => (403, why),
@@ -358,7 +371,9 @@ fn check_upgrade(hub: &mut Hub, head: &Head, peer: Peer, json: bool) -> Outcome 
         Err(Refusal::Version) => Response::error(426, "unsupported WebSocket version", json)
             .with_header("Sec-WebSocket-Version", "13"),
         Ok(_) if !origin_ok(hub, head, peer, "websocket") => Response::error(403, "origin not allowed", json),
-        Ok(accept) => match no_room(hub, peer, "websocket", json) {
+        Ok(accept) => match no_room(hub, peer, "websocket", json)
+            .or_else(|| access::ip_refusal(hub, peer, "websocket", json))
+        {
             Some(resp) => resp,
             None => {
                 return Outcome::Upgrade {
@@ -453,6 +468,9 @@ fn open_stream(hub: &mut Hub, head: &Head, peer: Peer, style: Style) -> Result<S
             return Err(refuse(401, why, close::TOKEN_REJECTED));
         }
     };
+    if let Some(resp) = access::may_stream(hub, &grant, &events, peer, json) {
+        return Err(cors(resp));
+    }
     if let Some(resp) = no_room(hub, peer, "event stream", json) {
         return Err(cors(resp));
     }
@@ -466,8 +484,7 @@ fn open_stream(hub: &mut Hub, head: &Head, peer: Peer, style: Style) -> Result<S
 
 /// When a grant's expiry (Unix seconds) falls on the monotonic clock.
 pub(crate) fn expiry(grant: &Grant, unix_now: i64, now: Instant) -> Option<Instant> {
-    let secs = grant.expires?.saturating_sub(unix_now).max(0);
-    Some(now + Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+    grant.deadline(unix_now, now)
 }
 
 /// Switches an HTTP connection to WebSocket (its `101` is already
@@ -497,6 +514,7 @@ fn become_sse(hub: &mut Hub, id: usize, conn: &mut Conn, stream: Stream, style: 
     session.start(&mut conn.out, &headers);
     session.set_expiry(expiry(&stream.grant, hub.unix_now, now));
     hub.opened(conn, Session::Sse(session));
+    access::took(hub, id, &stream.grant);
     for event in &stream.events {
         // A fresh connection with at most max-events distinct events:
         // binding cannot be refused.

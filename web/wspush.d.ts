@@ -72,7 +72,12 @@ export type Handler = (message: any, event: string | null) => void;
 
 export interface Options {
   /** The token sent with every register. A function is called before every
-   * connection attempt (the token-refresh hook); it may return a Promise. */
+   * connection attempt (the token-refresh hook); it may return a Promise.
+   * When a function returns a JWT with `exp`, the client also renews it
+   * before it expires: at 80 % of its life (`exp - iat`) or 30 s before
+   * `exp`, whichever comes first, but not before half of it — by sending
+   * `{"type": "refresh", "token": T}` on the open WebSocket, or by opening
+   * a new SSE stream with the new token. */
   token?: string | (() => string | Promise<string>);
   /** Default true: the client adds envelope=1 to the URL and dispatches each
    * push to its event's handler. false: every handler gets every push. */

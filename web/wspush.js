@@ -1,7 +1,6 @@
-/* wspush browser client (no dependencies), served by wspush at /wspush.js.
- * Runs as a classic script (global `wspush`), as an ES module body (what
- * wspush.mjs re-exports: a file with `export` is no classic script) and as
- * CommonJS; sets globalThis.wspush. See README.md for the details.
+/* wspush browser client (no dependencies), served by wspush at /wspush.js:
+ * a classic script (global `wspush`), the body of wspush.mjs, or CommonJS.
+ * See README.md for the details.
  *
  *   var c = wspush.connect("wss://example.com/ws", { token: "aaa" });
  *   c.subscribe("news", function (message, event) { ... }).catch(...);
@@ -19,7 +18,9 @@
  * after 10 s open; after 3 failed opens in a row, random(15 s, 30 s).
  * Close 4401/4403 or such a reply: onAuthError, "closed" (a `token` function
  * is first asked once for a fresh token). 4001: "closed", onclose. 4000
- * reconnects. Options starting with _ are for tests.
+ * reconnects. A `token` function's JWT is renewed at min(80 % of its life,
+ * exp - 30 s), not before half of it (a refresh command; SSE: a new stream).
+ * Options starting with _ are for tests.
  */
 (function (G) {
   "use strict";
@@ -59,6 +60,7 @@
       live = false, // ws is open
       gen = 0, // attempt number; stale callbacks compare against it
       timer = null,
+      rt, // refresh timer
       parked = false, // waiting for a subscribe() to reconnect
       token,
       cur, // query() of the current stream
@@ -68,7 +70,7 @@
       early = 0, // attempts in a row that failed before opening
       openedAt = 0,
       retried = false;
-    if (!(sse ? ES : WS)) throw new Error("wspush: no " + (sse ? "EventSource" : "WebSocket") + " in this environment");
+    if (!(sse ? ES : WS)) throw new Error("wspush: no " + (sse ? "EventSource" : "WebSocket"));
 
     var c = {
       get state() {
@@ -174,7 +176,7 @@
       })
         .then(function (v) {
           if (g != gen) return;
-          token = v;
+          sched((token = v));
           var s;
           if (sse) {
             s = ws = new ES(addQuery(sseUrl, "envelope=1&token=" + encodeURIComponent(v || "") + (cur = query())));
@@ -232,6 +234,7 @@
     function drop(err) {
       gen++;
       clearT(timer);
+      clearT(rt);
       timer = null;
       if (ws)
         try {
@@ -298,6 +301,26 @@
       if (!subs.size) parked = true;
       else timer = setT(start, (info.delay = slow ? 15000 * (1 + random()) : random() * Math.min(30000, 500 * Math.pow(2, fails - 1))));
       set("reconnecting", info, tell);
+    }
+
+    function sched(v) {
+      clearT(rt);
+      if (typeof o.token == "function")
+        try {
+          var p = JSON.parse(atob(v.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))),
+            l = p.exp - (p.iat || now() / 1000);
+          if (l > 0) rt = setT(refresh, 1000 * Math.max(Math.min(0.8 * l, l - 30), l / 2));
+        } catch (x) {}
+    }
+
+    function refresh() {
+      var s = ws;
+      if (live)
+        sse
+          ? start()
+          : Promise.resolve(o.token()).then(function (v) {
+              if (s == ws && live) send({ type: "refresh", token: v }, 0, [], sched((token = v)));
+            });
     }
 
     function message(data) {

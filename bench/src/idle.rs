@@ -12,11 +12,15 @@ use std::time::{Duration, Instant};
 
 pub const USAGE: &str =
     "usage: wspush-bench idle --addr HOST:PORT [--conns N] [--pid PID] [--in-flight K] [--ack id|none] [--json]\n\
+     \x20      [--jwt-secret S [--events N]]\n\
      Opens N registered connections (default 1000), each its own user, K handshakes at a\n\
      time (default 100), and reports connect+register time and, with --pid, server RSS per\n\
      connection. --ack id (default) waits for each register's id reply (wspush); --ack none\n\
      registers without an id and waits for the 101 only (servers without id replies).\n\
-     Then every user gets a push, which must arrive on its connection.";
+     Then every user gets a push, which must arrive on its connection. --jwt-secret: each\n\
+     registers with an HS256 JWT signed with S (minted before the timing starts; run the\n\
+     server with --jwt-secret S); --events N adds an `events` claim of N patterns, the\n\
+     matching one last (SPEC §9: compare N = 16 with no --events).";
 
 pub struct Args {
     addr: SocketAddr,
@@ -25,6 +29,8 @@ pub struct Args {
     in_flight: usize,
     ack: Ack,
     json: bool,
+    jwt_secret: Option<String>,
+    events: Option<usize>,
 }
 
 /// Parses the flags that follow `idle`.
@@ -36,6 +42,8 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         in_flight: 100,
         ack: Ack::Id,
         json: false,
+        jwt_secret: None,
+        events: None,
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -46,6 +54,8 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--in-flight" => a.in_flight = val()?.parse().map_err(|e| format!("--in-flight: {e}"))?,
             "--ack" => a.ack = Ack::parse(&val()?)?,
             "--json" => a.json = true,
+            "--jwt-secret" => a.jwt_secret = Some(val()?),
+            "--events" => a.events = Some(val()?.parse().map_err(|e| format!("--events: {e}"))?),
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
@@ -55,16 +65,30 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     if !(1..=20_000).contains(&a.conns) {
         return Err("--conns must be in 1..=20000".into());
     }
+    if a.events.is_some() && a.jwt_secret.is_none() {
+        return Err("--events needs --jwt-secret".into());
+    }
+    if a.events.is_some_and(|n| !(1..=256).contains(&n)) {
+        return Err("--events must be in 1..=256".into());
+    }
     a.in_flight = a.in_flight.max(1);
     Ok(a)
 }
 
 pub fn run(a: &Args) -> Result<(), String> {
+    // Tokens first: minting is the client's work, not the server's.
+    let now = crate::jwt::unix_now();
+    let tokens: Vec<String> = (0..a.conns)
+        .map(|j| match &a.jwt_secret {
+            Some(s) => crate::jwt::mint(s.as_bytes(), &format!("u{j}"), now, a.events, "e"),
+            None => format!("u{j}"),
+        })
+        .collect();
     let rss_before = a.pid.and_then(rss_kib);
     let cpu = CpuMeter::start(a.pid);
     let start = Instant::now();
     let mut conns = fleet::connect_all(a.addr, a.conns, a.in_flight, a.ack, |j| Plan {
-        token: format!("u{j}"),
+        token: tokens[j].clone(),
         event: "e",
         rcvbuf: None,
     })?;
@@ -158,6 +182,12 @@ impl Report<'_> {
             a.in_flight,
             a.ack.name()
         );
+        if a.jwt_secret.is_some() {
+            println!(
+                "tokens                JWT, {} event patterns",
+                a.events.unwrap_or(0)
+            );
+        }
         if let (Some(b), Some(x), Some(p)) = (self.rss_before, self.rss_after, self.per_conn) {
             println!("server RSS            {b} KiB -> {x} KiB");
             println!("RSS per connection    {p:.3} KiB");
@@ -172,10 +202,12 @@ impl Report<'_> {
         let a = self.a;
         let num = |v: Option<u64>| v.map_or("null".into(), |v| v.to_string());
         println!(
-            "{{\"scenario\":\"idle\",\"conns\":{},\"ack\":\"{}\",\"connect_register_s\":{:.3},\"rss_before_kib\":{},\
-             \"rss_after_kib\":{},\"rss_per_conn_kib\":{},\"rss_after_push_kib\":{},{}}}",
+            "{{\"scenario\":\"idle\",\"conns\":{},\"ack\":\"{}\",\"jwt\":{},\"patterns\":{},\"connect_register_s\":{:.3},\
+             \"rss_before_kib\":{},\"rss_after_kib\":{},\"rss_per_conn_kib\":{},\"rss_after_push_kib\":{},{}}}",
             a.conns,
             a.ack.name(),
+            a.jwt_secret.is_some(),
+            a.events.unwrap_or(0),
             self.elapsed.as_secs_f64(),
             num(self.rss_before),
             num(self.rss_after),

@@ -8,6 +8,10 @@
 //!
 //!     wspush-bench idle --addr 127.0.0.1:12345 --conns 10000 --pid PID
 //!
+//! With `--jwt-secret S` each connection registers with an HS256 JWT (the
+//! server run with `--jwt-secret S`), and `--events N` adds an N-pattern
+//! `events` claim: the cost of per-event permissions (SPEC §9).
+//!
 //! Scenario `soak`: a bounded run of churn (connections opening,
 //! registering and vanishing in every way a client can vanish) under steady
 //! pushes to long-lived clients; then checks that the server's descriptors
@@ -53,6 +57,7 @@ mod fanout;
 mod fleet;
 mod hostile;
 mod idle;
+mod jwt;
 mod measure;
 mod procfs;
 mod pushrate;

@@ -35,6 +35,10 @@ fn check_text(text: &str) {
                     assert!(!event.is_empty());
                     assert!(is_str("event", event) && is_str("type", "unregister"));
                 }
+                Action::Refresh { token } => {
+                    assert!(!token.is_empty());
+                    assert!(is_str("token", token) && is_str("type", "refresh"));
+                }
             }
         }
     }

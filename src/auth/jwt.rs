@@ -27,6 +27,10 @@ pub enum JwtError {
     Expired,
     NotYetValid,
     MissingSubject,
+    /// `--jwt-audience` is set and `aud` does not name it.
+    Audience,
+    /// `--jwt-issuer` is set and `iss` is not it.
+    Issuer,
 }
 
 impl fmt::Display for JwtError {
@@ -38,6 +42,8 @@ impl fmt::Display for JwtError {
             JwtError::Expired => "token expired",
             JwtError::NotYetValid => "token not yet valid",
             JwtError::MissingSubject => "token has no sub",
+            JwtError::Audience => "wrong audience",
+            JwtError::Issuer => "wrong issuer",
         })
     }
 }
@@ -75,6 +81,28 @@ pub struct Claims {
     pub sub: String,
     /// `exp`, Unix seconds.
     pub exp: Option<i64>,
+    /// The `events` claim as sent (checked by `auth::patterns`).
+    pub events: Option<Value>,
+    /// Which of the secrets verified it (its index), so a connection can
+    /// be revoked when that secret is removed.
+    pub secret: usize,
+}
+
+/// Claims the server insists on when configured (`--jwt-audience`,
+/// `--jwt-issuer`); unset, `aud` and `iss` are not looked at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expect {
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+}
+
+/// RFC 7519 §4.1.3: `aud` is one string or an array of them.
+fn names_audience(aud: Option<&Value>, want: &str) -> bool {
+    match aud {
+        Some(Value::String(s)) => s == want,
+        Some(Value::Array(items)) => items.iter().any(|v| v.as_str() == Some(want)),
+        _ => false,
+    }
 }
 
 /// Checks `token` against `secret` at `now` (Unix seconds); returns `sub`.
@@ -85,7 +113,18 @@ pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<String, JwtError> 
 
 /// As [`verify`], for a token signed with any of `secrets` (secret
 /// rotation: old and new both verify while clients move over).
+#[cfg(test)]
 pub fn verify_any<S: AsRef<[u8]>>(token: &str, secrets: &[S], now: i64) -> Result<Claims, JwtError> {
+    verify_with(token, secrets, now, &Expect::default())
+}
+
+/// As [`verify_any`], also checking `aud` and `iss` when `expect` names them.
+pub fn verify_with<S: AsRef<[u8]>>(
+    token: &str,
+    secrets: &[S],
+    now: i64,
+    expect: &Expect,
+) -> Result<Claims, JwtError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(JwtError::Malformed);
@@ -97,18 +136,18 @@ pub fn verify_any<S: AsRef<[u8]>>(token: &str, secrets: &[S], now: i64) -> Resul
     let sig = BASE64URL_NOPAD
         .decode(s.as_bytes())
         .map_err(|_| JwtError::Malformed)?;
-    let signed_by_one = secrets.iter().any(|secret| {
+    let signed_by = secrets.iter().position(|secret| {
         let mut m = mac(secret.as_ref());
         m.update(h.as_bytes());
         m.update(b".");
         m.update(p.as_bytes());
         m.verify_slice(&sig).is_ok()
     });
-    if !signed_by_one {
+    let Some(secret) = signed_by else {
         return Err(JwtError::Signature);
-    }
+    };
     // Only a token we signed gets its claims read.
-    let claims = decode_json(p)?;
+    let mut claims = decode_json(p)?;
     let exp = time_claim(&claims, "exp")?;
     if let Some(exp) = exp {
         if now > exp.saturating_add(LEEWAY_SECS) {
@@ -120,10 +159,22 @@ pub fn verify_any<S: AsRef<[u8]>>(token: &str, secrets: &[S], now: i64) -> Resul
             return Err(JwtError::NotYetValid);
         }
     }
+    if let Some(want) = &expect.audience {
+        if !names_audience(claims.get("aud"), want) {
+            return Err(JwtError::Audience);
+        }
+    }
+    if let Some(want) = &expect.issuer {
+        if claims.get("iss").and_then(Value::as_str) != Some(want.as_str()) {
+            return Err(JwtError::Issuer);
+        }
+    }
     match claims.get("sub").and_then(Value::as_str) {
         Some(sub) if !sub.is_empty() => Ok(Claims {
             sub: sub.to_string(),
             exp,
+            events: claims.remove("events"),
+            secret,
         }),
         _ => Err(JwtError::MissingSubject),
     }
@@ -131,8 +182,20 @@ pub fn verify_any<S: AsRef<[u8]>>(token: &str, secrets: &[S], now: i64) -> Resul
 
 /// Mints `{"sub": sub, "iat": now, "exp": now + ttl}` signed with `secret`.
 pub fn sign(sub: &str, secret: &[u8], now: i64, ttl_secs: i64) -> String {
+    sign_with(sub, secret, now, ttl_secs, Map::new())
+}
+
+/// As [`sign`], with more claims (`events`, `aud`, `iss`, ...) beside
+/// `sub`, `iat` and `exp`; a claim in `extra` with one of those names
+/// replaces it.
+pub fn sign_with(sub: &str, secret: &[u8], now: i64, ttl_secs: i64, extra: Map<String, Value>) -> String {
     let header = BASE64URL_NOPAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = serde_json::json!({ "sub": sub, "iat": now, "exp": now.saturating_add(ttl_secs) });
+    let mut claims = Map::new();
+    claims.insert("sub".into(), Value::from(sub));
+    claims.insert("iat".into(), Value::from(now));
+    claims.insert("exp".into(), Value::from(now.saturating_add(ttl_secs)));
+    claims.extend(extra);
+    let claims = Value::Object(claims);
     let payload = BASE64URL_NOPAD.encode(claims.to_string().as_bytes());
     let signing_input = format!("{header}.{payload}");
     let mut m = mac(secret);

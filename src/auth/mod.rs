@@ -1,23 +1,33 @@
-//! Who a WebSocket client is (token → userId), who may push, and which
-//! browser origins may open a WebSocket.
+//! Who a WebSocket client is (token → userId, permitted events, expiry),
+//! who may push, and which browser origins may open a WebSocket.
 //!
-//! Connection auth has three modes — the seed's userId = token (or any
-//! library closure), a token file, HS256 JWT — behind one `grant` call;
-//! push auth is loopback-only, a bearer key, or a library closure. Every
-//! refusal carries the reason the client is told, so a user debugging a
-//! 4401 or a 401 does not have to guess.
+//! Connection auth has four modes — the seed's userId = token (or any
+//! library closure), a library closure that returns a [`grant::Grant`], a
+//! token file, HS256 JWT — behind one `grant` call; push auth is
+//! loopback-only, a bearer key, or a library closure. Every refusal
+//! carries the reason the client is told, so a user debugging a 4401 or a
+//! 401 does not have to guess.
 
 use crate::http::request::{Head, Version};
+pub mod grant;
 pub mod jwt;
+pub mod patterns;
 pub mod token_file;
 
 use crate::listen::Peer;
+pub use grant::GrantAuth;
 use jwt::JwtError;
+use patterns::{PatternError, Patterns};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU64;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 /// Turns a register token into a userId, or rejects it (`None`).
@@ -31,18 +41,139 @@ pub fn token_is_user() -> TokenAuth {
     Box::new(|token: &str| Some(token.to_string()))
 }
 
+/// Shorter HS256 secrets than this are warned about (RFC 7518 §3.2: a key
+/// at least as long as the hash output).
+pub const MIN_SECRET_BYTES: usize = 32;
+
 /// How a register token becomes a userId.
 pub enum ConnAuth {
     /// userId = token (the default), or the library's closure.
     Hook(TokenAuth),
+    /// The library's closure that also says which events and until when.
+    Grants(GrantAuth),
     /// `--auth-tokens FILE`: a fixed table, re-read on SIGHUP.
-    TokenFile {
-        path: PathBuf,
-        table: HashMap<String, String>,
-    },
+    TokenFile(TokenFile),
     /// `--jwt-secret` and/or `--jwt-secret-file`: an HS256 JWT whose `sub`
-    /// is the userId, signed with any of `secrets` (rotation).
-    Jwt { secrets: Vec<Vec<u8>> },
+    /// is the userId, signed with any of the secrets (rotation).
+    Jwt(JwtAuth),
+}
+
+/// The token-file mode's table, and the key its fingerprints are made with.
+pub struct TokenFile {
+    pub path: PathBuf,
+    pub table: token_file::Table,
+    keys: RandomState,
+}
+
+impl TokenFile {
+    pub fn new(path: PathBuf, table: token_file::Table) -> TokenFile {
+        TokenFile {
+            path,
+            table,
+            keys: RandomState::new(),
+        }
+    }
+}
+
+/// The JWT mode's secrets: the flag's (never re-read) and the file's
+/// (re-read on SIGHUP), and what `aud`/`iss` must say.
+pub struct JwtAuth {
+    flag: Option<Vec<u8>>,
+    file: Option<PathBuf>,
+    /// The flag's first, then the file's lines, in order.
+    secrets: Vec<Vec<u8>>,
+    expect: jwt::Expect,
+    keys: RandomState,
+}
+
+/// The secrets of a `--jwt-secret-file` with their line numbers: one per
+/// line, blank lines skipped, a trailing CR dropped (the rule of
+/// `config::parse_secret_lines`, which `wspush token` reads with).
+fn read_secret_file(path: &std::path::Path) -> Result<Vec<(usize, Vec<u8>)>, String> {
+    let name = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--jwt-secret-file {name}: {e}"))?;
+    let secrets: Vec<(usize, Vec<u8>)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)))
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i, l.as_bytes().to_vec()))
+        .collect();
+    if secrets.is_empty() {
+        return Err(format!("--jwt-secret-file {name} holds no secret"));
+    }
+    Ok(secrets)
+}
+
+/// The warning for a secret shorter than [`MIN_SECRET_BYTES`]; it names
+/// where the secret is, never the secret.
+fn short_secret(len: usize, where_: &str) -> Option<String> {
+    (len < MIN_SECRET_BYTES).then(|| {
+        format!(
+            "the JWT secret {where_} is {len} bytes; use at least {MIN_SECRET_BYTES} random bytes \
+             (a short HS256 secret can be guessed offline from any token)"
+        )
+    })
+}
+
+impl JwtAuth {
+    /// JWT mode from `--jwt-secret` and/or `--jwt-secret-file` (read now:
+    /// a bad file stops startup); also the warnings about short secrets.
+    pub fn new(
+        flag: Option<Vec<u8>>,
+        file: Option<PathBuf>,
+        expect: jwt::Expect,
+    ) -> Result<(JwtAuth, Vec<String>), String> {
+        let mut auth = JwtAuth {
+            flag,
+            file,
+            secrets: Vec::new(),
+            expect,
+            keys: RandomState::new(),
+        };
+        let mut warnings: Vec<String> = auth
+            .flag
+            .as_ref()
+            .and_then(|s| short_secret(s.len(), "of --jwt-secret"))
+            .into_iter()
+            .collect();
+        let lines = match &auth.file {
+            Some(path) => read_secret_file(path)?,
+            None => Vec::new(),
+        };
+        warnings.extend(auth.take_lines(lines));
+        Ok((auth, warnings))
+    }
+
+    /// Puts the file's secrets in (after the flag's); the warnings.
+    fn take_lines(&mut self, lines: Vec<(usize, Vec<u8>)>) -> Vec<String> {
+        let name = self
+            .file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let warnings = lines
+            .iter()
+            .filter_map(|(n, s)| short_secret(s.len(), &format!("on line {n} of {name}")))
+            .collect();
+        self.secrets = self.flag.iter().cloned().collect();
+        self.secrets.extend(lines.into_iter().map(|(_, s)| s));
+        warnings
+    }
+
+    pub fn file_secrets(&self) -> usize {
+        self.secrets.len() - usize::from(self.flag.is_some())
+    }
+
+    fn print_of(&self, secret: &[u8]) -> NonZeroU64 {
+        fingerprint(self.keys.hash_one(secret))
+    }
+}
+
+/// A token's fingerprint: a keyed hash (the key is random per process),
+/// never 0.
+fn fingerprint(h: u64) -> NonZeroU64 {
+    NonZeroU64::new(h).unwrap_or(NonZeroU64::MIN)
 }
 
 /// Why a token was refused; `reason()` is what the client is told (the
@@ -59,6 +190,12 @@ pub enum Rejection {
     NotYetValid,
     /// A correctly signed JWT without a usable `sub`.
     NoSubject,
+    /// `aud` does not name `--jwt-audience`.
+    Audience,
+    /// `iss` is not `--jwt-issuer`.
+    Issuer,
+    /// The `events` claim (or a hook's list) is unusable.
+    Events(PatternError),
 }
 
 impl Rejection {
@@ -71,6 +208,9 @@ impl Rejection {
             Rejection::Expired => "token expired",
             Rejection::NotYetValid => "token not valid yet",
             Rejection::NoSubject => "token has no sub",
+            Rejection::Audience => "wrong token audience",
+            Rejection::Issuer => "wrong token issuer",
+            Rejection::Events(e) => e.reason(),
         }
     }
 }
@@ -94,11 +234,19 @@ impl From<JwtError> for Rejection {
             JwtError::Expired => Rejection::Expired,
             JwtError::NotYetValid => Rejection::NotYetValid,
             JwtError::MissingSubject => Rejection::NoSubject,
+            JwtError::Audience => Rejection::Audience,
+            JwtError::Issuer => Rejection::Issuer,
         }
     }
 }
 
-/// What an accepted token grants: a user, until when.
+impl From<PatternError> for Rejection {
+    fn from(e: PatternError) -> Rejection {
+        Rejection::Events(e)
+    }
+}
+
+/// What an accepted token grants: a user, which events, until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub user: String,
@@ -106,16 +254,89 @@ pub struct Grant {
     /// `exp` — or, for a token accepted within the clock-skew leeway
     /// after it, the end of that leeway.
     pub expires: Option<i64>,
+    /// The events it allows; `None`: every one (no claim, no column).
+    pub events: Option<Arc<Patterns>>,
+    /// What SIGHUP re-checks: the token's hash (token file) or its
+    /// secret's (JWT). `None` for hooks: nothing to re-read.
+    pub print: Option<NonZeroU64>,
+}
+
+impl Grant {
+    fn to(user: String) -> Grant {
+        Grant {
+            user,
+            expires: None,
+            events: None,
+            print: None,
+        }
+    }
+
+    /// Whether a connection holding this grant may receive `event`.
+    pub fn allows(&self, event: &str) -> bool {
+        self.events.as_ref().is_none_or(|p| p.allows(event))
+    }
+
+    /// When the expiry (Unix seconds) falls on the monotonic clock, read
+    /// at `now` (and `unix_now` on the wall clock).
+    pub fn deadline(&self, unix_now: i64, now: Instant) -> Option<Instant> {
+        let secs = self.expires?.saturating_sub(unix_now).max(0);
+        Some(now + Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+    }
+}
+
+/// After a SIGHUP reload: what a live connection's fingerprint must still
+/// match for its token to be good.
+#[derive(Debug)]
+pub enum Still {
+    /// Token file: fingerprint → user of every token listed now.
+    Tokens(HashMap<NonZeroU64, String>),
+    /// JWT: the fingerprints of every secret that verifies now.
+    Secrets(HashSet<NonZeroU64>),
+}
+
+impl Still {
+    /// Whether a connection of `user` whose token has fingerprint `print`
+    /// keeps its token.
+    pub fn keeps(&self, print: NonZeroU64, user: &str) -> bool {
+        match self {
+            Still::Tokens(t) => t.get(&print).is_some_and(|u| u == user),
+            Still::Secrets(s) => s.contains(&print),
+        }
+    }
 }
 
 impl ConnAuth {
     /// What `token` grants at `now` (Unix seconds), or why it is rejected.
     pub fn grant(&mut self, token: &str, now: i64) -> Result<Grant, Rejection> {
-        let (user, expires) = match self {
-            ConnAuth::Hook(f) => (f(token).ok_or(Rejection::Unknown)?, None),
-            ConnAuth::TokenFile { table, .. } => (table.get(token).cloned().ok_or(Rejection::Unknown)?, None),
-            ConnAuth::Jwt { secrets } => {
-                let claims = jwt::verify_any(token, secrets, now)?;
+        let grant = match self {
+            ConnAuth::Hook(f) => Grant::to(f(token).ok_or(Rejection::Unknown)?),
+            ConnAuth::Grants(f) => {
+                let g = f(token).ok_or(Rejection::Unknown)?;
+                if g.expires.is_some_and(|exp| exp <= now) {
+                    return Err(Rejection::Expired);
+                }
+                let events = match &g.events {
+                    Some(list) => Some(Arc::new(Patterns::new(list)?)),
+                    None => None,
+                };
+                Grant {
+                    user: g.user,
+                    expires: g.expires,
+                    events,
+                    print: None,
+                }
+            }
+            ConnAuth::TokenFile(t) => {
+                let line = t.table.get(token).ok_or(Rejection::Unknown)?;
+                Grant {
+                    user: line.user.clone(),
+                    expires: None,
+                    events: line.events.clone(),
+                    print: Some(fingerprint(t.keys.hash_one(token))),
+                }
+            }
+            ConnAuth::Jwt(j) => {
+                let claims = jwt::verify_with(token, &j.secrets, now, &j.expect)?;
                 let expires = claims.exp.map(|exp| {
                     if exp >= now {
                         exp
@@ -123,26 +344,69 @@ impl ConnAuth {
                         exp.saturating_add(jwt::LEEWAY_SECS)
                     }
                 });
-                (claims.sub, expires)
+                let events = match &claims.events {
+                    Some(claim) => Some(Arc::new(Patterns::from_claim(claim)?)),
+                    None => None,
+                };
+                let print = j.secrets.get(claims.secret).map(|s| j.print_of(s));
+                Grant {
+                    user: claims.sub,
+                    expires,
+                    events,
+                    print,
+                }
             }
         };
-        if user.is_empty() {
+        if grant.user.is_empty() {
             return Err(Rejection::Unknown);
         }
-        Ok(Grant { user, expires })
+        Ok(grant)
     }
 
-    /// SIGHUP: re-reads the token file. A file that cannot be read or
-    /// parsed keeps the old table, so a bad edit never locks everyone out.
-    pub fn reload(&mut self) {
-        if let ConnAuth::TokenFile { path, table } = self {
-            match token_file::load(path) {
-                Ok(t) => {
-                    info!("reloaded {} tokens from {}", t.len(), path.display());
-                    *table = t;
+    /// SIGHUP: re-reads the token file, or the JWT secret file, whole. A
+    /// file that cannot be read or has a bad line keeps the old state
+    /// whole, so a bad edit never locks everyone out, and the log says
+    /// where. After a reload, what live connections must still match.
+    pub fn reload(&mut self) -> Option<Still> {
+        match self {
+            ConnAuth::TokenFile(t) => match token_file::load(&t.path) {
+                Ok(table) => {
+                    info!("reloaded {} tokens from {}", table.len(), t.path.display());
+                    t.table = table;
+                    let still = t
+                        .table
+                        .iter()
+                        .map(|(token, line)| (fingerprint(t.keys.hash_one(token)), line.user.clone()))
+                        .collect();
+                    Some(Still::Tokens(still))
                 }
-                Err(e) => warn!("keeping the old token table: {e}"),
+                Err(e) => {
+                    warn!("keeping the old token table: {e}");
+                    None
+                }
+            },
+            ConnAuth::Jwt(j) => {
+                let path = j.file.clone()?;
+                match read_secret_file(&path) {
+                    Ok(lines) => {
+                        for w in j.take_lines(lines) {
+                            warn!("{w}");
+                        }
+                        info!(
+                            "reloaded {} JWT secrets from {}",
+                            j.file_secrets(),
+                            path.display()
+                        );
+                        let still = j.secrets.iter().map(|s| j.print_of(s)).collect();
+                        Some(Still::Secrets(still))
+                    }
+                    Err(e) => {
+                        warn!("keeping the old JWT secrets: {e}");
+                        None
+                    }
+                }
             }
+            ConnAuth::Hook(_) | ConnAuth::Grants(_) => None,
         }
     }
 }
@@ -151,11 +415,27 @@ impl ConnAuth {
 pub struct Request<'a> {
     head: &'a Head,
     peer: Peer,
+    /// `peer` is the client a trusted proxy forwarded for (SPEC §9
+    /// `--trusted-proxies`), not the socket's peer.
+    forwarded: bool,
 }
 
 impl<'a> Request<'a> {
     pub(crate) fn new(head: &'a Head, peer: Peer) -> Request<'a> {
-        Request { head, peer }
+        Request {
+            head,
+            peer,
+            forwarded: false,
+        }
+    }
+
+    /// A request a trusted proxy forwarded for `client`.
+    pub(crate) fn forwarded(head: &'a Head, client: Peer) -> Request<'a> {
+        Request {
+            head,
+            peer: client,
+            forwarded: true,
+        }
     }
 
     pub fn method(&self) -> &str {
@@ -171,8 +451,9 @@ impl<'a> Request<'a> {
         self.head.header(name)
     }
 
-    /// The client's address; for a unix-socket client (always on this
-    /// machine) `127.0.0.1:0`.
+    /// The client's address: the socket's peer, or — from a peer in
+    /// `--trusted-proxies` — the address it forwarded the request for; for
+    /// a unix-socket client (always on this machine) `127.0.0.1:0`.
     pub fn peer(&self) -> SocketAddr {
         match self.peer {
             Peer::Tcp(a) => a,
@@ -269,8 +550,10 @@ fn is_local_host(host: &str) -> bool {
 /// rebinding page, or a local reverse proxy would all satisfy on someone
 /// else's behalf. Each leaves a mark a local script does not: `Origin` or
 /// `Sec-Fetch-Site`, a forwarding header, or a `Host` that is not this
-/// machine's. The reason, if the request carries one.
-pub fn local_refusal(head: &Head) -> Option<&'static str> {
+/// machine's. The reason, if the request carries one. `forwarded`: a
+/// trusted proxy vouched for the forwarding headers (and the client they
+/// name was found local), so they are no mark of a stranger.
+pub fn local_refusal(head: &Head, forwarded: bool) -> Option<&'static str> {
     if head.header("Origin").is_some() {
         return Some(FROM_WEB_PAGE);
     }
@@ -280,7 +563,7 @@ pub fn local_refusal(head: &Head) -> Option<&'static str> {
     {
         return Some(FROM_FETCH);
     }
-    if head.header("X-Forwarded-For").is_some() || head.header("Forwarded").is_some() {
+    if !forwarded && (head.header("X-Forwarded-For").is_some() || head.header("Forwarded").is_some()) {
         return Some(FORWARDED);
     }
     let mut hosts = head.values("Host").peekable();
@@ -326,7 +609,7 @@ impl PushGuard {
     pub fn check(&mut self, req: &Request<'_>) -> Verdict {
         match self {
             PushGuard::LoopbackOnly if !req.peer.is_loopback() => Verdict::Forbidden(FORBIDDEN_BODY),
-            PushGuard::LoopbackOnly => match local_refusal(req.head) {
+            PushGuard::LoopbackOnly => match local_refusal(req.head, req.forwarded) {
                 Some(why) => Verdict::Forbidden(why),
                 None => Verdict::Allow,
             },
@@ -489,6 +772,36 @@ mod tests {
         assert_eq!(check(&mut PushGuard::LoopbackOnly, &h, LOCAL), Verdict::Allow);
     }
 
+    /// SPEC §9: a request a trusted proxy forwarded is judged by the
+    /// client it names; its forwarding headers are no mark of a stranger
+    /// then, but the other marks still are.
+    #[test]
+    fn a_forwarded_request_is_judged_by_its_client() {
+        let h = head_with("X-Forwarded-For: 127.0.0.1");
+        let mut g = PushGuard::LoopbackOnly;
+        let local = Peer::Tcp("127.0.0.1:0".parse().unwrap());
+        assert_eq!(g.check(&Request::forwarded(&h, local)), Verdict::Allow);
+        assert_eq!(
+            check(&mut g, &h, LOCAL),
+            Verdict::Forbidden(FORWARDED),
+            "not vouched for"
+        );
+        let far = Peer::Tcp("203.0.113.9:0".parse().unwrap());
+        assert_eq!(
+            g.check(&Request::forwarded(&h, far)),
+            Verdict::Forbidden(FORBIDDEN_BODY)
+        );
+        let h = head_with("X-Forwarded-For: 127.0.0.1\r\nOrigin: https://evil.example");
+        assert_eq!(
+            g.check(&Request::forwarded(&h, local)),
+            Verdict::Forbidden(FROM_WEB_PAGE)
+        );
+        assert_eq!(
+            Request::forwarded(&h, local).peer(),
+            "127.0.0.1:0".parse::<SocketAddr>().unwrap()
+        );
+    }
+
     #[test]
     fn a_key_or_a_hook_replaces_the_local_rule() {
         let h = head_with(
@@ -581,57 +894,80 @@ mod tests {
         assert!(origin_allowed(Some(&["*".to_string()]), Some("https://x")));
     }
 
+    fn temp(tag: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("wspush-auth-unit-{tag}-{}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn users(a: &mut ConnAuth, token: &str) -> Result<String, Rejection> {
+        a.grant(token, jwt::unix_now()).map(|g| g.user)
+    }
+
     #[test]
     fn token_file_mode_and_reload() {
-        let path = std::env::temp_dir().join(format!("wspush-auth-unit-{}", std::process::id()));
-        std::fs::write(&path, "t1 alice\n").unwrap();
+        let path = temp("tokens", "t1 alice\n");
         let table = token_file::load(&path).unwrap();
-        let mut a = ConnAuth::TokenFile {
-            path: path.clone(),
-            table,
-        };
-        assert_eq!(a.grant("t1", jwt::unix_now()).map(|g| g.user), Ok("alice".into()));
-        assert_eq!(
-            a.grant("t2", jwt::unix_now()).map(|g| g.user),
-            Err(Rejection::Unknown)
-        );
+        let mut a = ConnAuth::TokenFile(TokenFile::new(path.clone(), table));
+        assert_eq!(users(&mut a, "t1"), Ok("alice".into()));
+        assert_eq!(users(&mut a, "t2"), Err(Rejection::Unknown));
+        let t1 = a.grant("t1", 0).unwrap().print.expect("a fingerprint");
         std::fs::write(&path, "t2 bob\n").unwrap();
-        a.reload();
+        let still = a.reload().expect("reloaded");
+        assert!(!still.keeps(t1, "alice"), "t1 is gone");
+        assert_eq!(users(&mut a, "t1"), Err(Rejection::Unknown));
+        assert_eq!(users(&mut a, "t2"), Ok("bob".into()));
+        let t2 = a.grant("t2", 0).unwrap().print.unwrap();
+        assert!(still.keeps(t2, "bob"));
+        assert!(!still.keeps(t2, "alice"), "a remapped token is not kept");
+        std::fs::write(&path, "broken line here now\n").unwrap();
+        assert!(a.reload().is_none());
         assert_eq!(
-            a.grant("t1", jwt::unix_now()).map(|g| g.user),
-            Err(Rejection::Unknown)
-        );
-        assert_eq!(a.grant("t2", jwt::unix_now()).map(|g| g.user), Ok("bob".into()));
-        std::fs::write(&path, "broken line here\n").unwrap();
-        a.reload();
-        assert_eq!(
-            a.grant("t2", jwt::unix_now()).map(|g| g.user),
+            users(&mut a, "t2"),
             Ok("bob".into()),
             "a bad file keeps the old table"
         );
         std::fs::remove_file(&path).unwrap();
     }
 
+    /// The same token has the same fingerprint across reloads; another
+    /// token has another.
+    #[test]
+    fn token_fingerprints_are_stable_and_distinct() {
+        let path = temp("prints", "t1 alice chat:*\nt2 alice\n");
+        let table = token_file::load(&path).unwrap();
+        let mut a = ConnAuth::TokenFile(TokenFile::new(path.clone(), table));
+        let g1 = a.grant("t1", 0).unwrap();
+        let g2 = a.grant("t2", 0).unwrap();
+        assert_ne!(g1.print, g2.print);
+        assert!(g1.allows("chat:x") && !g1.allows("admin"));
+        assert!(g2.allows("admin"), "no column: every event");
+        let still = a.reload().unwrap();
+        assert!(still.keeps(g1.print.unwrap(), "alice"));
+        assert_eq!(a.grant("t1", 0).unwrap().print, g1.print);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    fn jwt_auth(secrets: &[&str], expect: jwt::Expect) -> ConnAuth {
+        let (flag, rest) = secrets.split_first().unwrap();
+        let file = (!rest.is_empty()).then(|| temp("jwt-secrets", &rest.join("\n")));
+        let (j, _) = JwtAuth::new(Some(flag.as_bytes().to_vec()), file, expect).unwrap();
+        ConnAuth::Jwt(j)
+    }
+
     #[test]
     fn jwt_mode_says_why() {
         let now = jwt::unix_now();
         let token = jwt::sign("carol", b"k", now, 60);
-        let mut a = ConnAuth::Jwt {
-            secrets: vec![b"k".to_vec()],
-        };
-        assert_eq!(
-            a.grant(&token, jwt::unix_now()).map(|g| g.user),
-            Ok("carol".into())
-        );
+        let mut a = jwt_auth(&["k"], jwt::Expect::default());
+        assert_eq!(users(&mut a, &token), Ok("carol".into()));
         for (token, want) in [
             ("carol".to_string(), "malformed token"),
             (jwt::sign("carol", b"other", now, 60), "bad token signature"),
             (jwt::sign("carol", b"k", now - 3600, 60), "token expired"),
         ] {
             assert_eq!(
-                a.grant(&token, jwt::unix_now())
-                    .map(|g| g.user)
-                    .map_err(Rejection::reason),
+                users(&mut a, &token).map_err(Rejection::reason),
                 Err(want),
                 "{token}"
             );
@@ -647,5 +983,188 @@ mod tests {
         assert_eq!(Rejection::NotYetValid.reason(), "token not valid yet");
         assert_eq!(Rejection::Algorithm.reason(), "malformed token");
         assert!(Rejection::Algorithm.to_string().contains("HS256"));
+    }
+
+    fn with_claims(extra: serde_json::Value, secret: &[u8]) -> String {
+        let serde_json::Value::Object(m) = extra else {
+            panic!()
+        };
+        jwt::sign_with("dana", secret, jwt::unix_now(), 60, m)
+    }
+
+    #[test]
+    fn jwt_events_claim() {
+        let mut a = jwt_auth(&["k"], jwt::Expect::default());
+        let g = a
+            .grant(
+                &with_claims(serde_json::json!({"events": ["chat:*", "news"]}), b"k"),
+                jwt::unix_now(),
+            )
+            .unwrap();
+        assert!(g.allows("chat:1") && g.allows("news") && !g.allows("admin"));
+        let none = a
+            .grant(
+                &with_claims(serde_json::json!({"events": []}), b"k"),
+                jwt::unix_now(),
+            )
+            .unwrap();
+        assert!(!none.allows("news"));
+        let all = a
+            .grant(&with_claims(serde_json::json!({}), b"k"), jwt::unix_now())
+            .unwrap();
+        assert_eq!(all.events, None, "no claim: nothing held");
+        assert!(all.allows("anything"));
+        for (claim, why) in [
+            (
+                serde_json::json!("chat:*"),
+                "events claim is not an array of strings",
+            ),
+            (
+                serde_json::json!({"chat": true}),
+                "events claim is not an array of strings",
+            ),
+            (
+                serde_json::json!(["chat", 7]),
+                "events claim is not an array of strings",
+            ),
+            (serde_json::json!(null), "events claim is not an array of strings"),
+            (
+                serde_json::Value::Array((0..257).map(|i| i.to_string().into()).collect()),
+                "too many event patterns",
+            ),
+            (serde_json::json!(["x".repeat(300)]), "event pattern too long"),
+        ] {
+            let t = with_claims(serde_json::json!({ "events": claim }), b"k");
+            assert_eq!(users(&mut a, &t).map_err(Rejection::reason), Err(why), "{claim}");
+        }
+    }
+
+    #[test]
+    fn jwt_audience_and_issuer_when_set() {
+        let expect = jwt::Expect {
+            audience: Some("push".into()),
+            issuer: Some("https://app.example".into()),
+        };
+        let mut a = jwt_auth(&["k"], expect);
+        let good = serde_json::json!({"aud": "push", "iss": "https://app.example"});
+        assert_eq!(users(&mut a, &with_claims(good, b"k")), Ok("dana".into()));
+        let list = serde_json::json!({"aud": ["web", "push"], "iss": "https://app.example"});
+        assert_eq!(users(&mut a, &with_claims(list, b"k")), Ok("dana".into()));
+        for (claims, why) in [
+            (
+                serde_json::json!({"iss": "https://app.example"}),
+                "wrong token audience",
+            ),
+            (
+                serde_json::json!({"aud": "web", "iss": "https://app.example"}),
+                "wrong token audience",
+            ),
+            (
+                serde_json::json!({"aud": 5, "iss": "https://app.example"}),
+                "wrong token audience",
+            ),
+            (serde_json::json!({"aud": "push"}), "wrong token issuer"),
+            (
+                serde_json::json!({"aud": "push", "iss": "https://evil.example"}),
+                "wrong token issuer",
+            ),
+        ] {
+            assert_eq!(
+                users(&mut a, &with_claims(claims.clone(), b"k")).map_err(Rejection::reason),
+                Err(why),
+                "{claims}"
+            );
+        }
+        // Unset: not looked at.
+        let mut open = jwt_auth(&["k"], jwt::Expect::default());
+        let any = serde_json::json!({"aud": 5, "iss": ["x"]});
+        assert_eq!(users(&mut open, &with_claims(any, b"k")), Ok("dana".into()));
+    }
+
+    /// SIGHUP re-reads the secret file: a token whose secret was removed
+    /// is no longer kept; the flag's secret always is.
+    #[test]
+    fn secret_rotation_and_revocation() {
+        let path = temp("rotation", "new-secret-of-at-least-32-bytes!\nold-secret\n");
+        let (j, warnings) =
+            JwtAuth::new(Some(b"flag".to_vec()), Some(path.clone()), jwt::Expect::default()).unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("--jwt-secret") && warnings[0].contains("4 bytes"));
+        assert!(warnings[1].contains("line 2 of") && !warnings[1].contains("old-secret"));
+        let mut a = ConnAuth::Jwt(j);
+        let now = jwt::unix_now();
+        let prints: Vec<NonZeroU64> = ["flag", "new-secret-of-at-least-32-bytes!", "old-secret"]
+            .iter()
+            .map(|k| {
+                a.grant(&jwt::sign("u", k.as_bytes(), now, 60), now)
+                    .unwrap()
+                    .print
+                    .unwrap()
+            })
+            .collect();
+        assert_ne!(prints[1], prints[2]);
+        std::fs::write(&path, "new-secret-of-at-least-32-bytes!\n").unwrap();
+        let still = a.reload().expect("reloaded");
+        assert!(still.keeps(prints[0], "u") && still.keeps(prints[1], "u"));
+        assert!(!still.keeps(prints[2], "u"));
+        assert_eq!(
+            users(&mut a, &jwt::sign("u", b"old-secret", now, 60)),
+            Err(Rejection::BadSignature)
+        );
+        // A file with no secret keeps the old ones.
+        std::fs::write(&path, "\n\n").unwrap();
+        assert!(a.reload().is_none());
+        assert_eq!(
+            users(
+                &mut a,
+                &jwt::sign("u", b"new-secret-of-at-least-32-bytes!", now, 60)
+            ),
+            Ok("u".into())
+        );
+        std::fs::remove_file(&path).unwrap();
+        // Without a file there is nothing to reload.
+        assert!(jwt_auth(&["k"], jwt::Expect::default()).reload().is_none());
+    }
+
+    #[test]
+    fn grant_hooks_say_which_events_and_until_when() {
+        let now = jwt::unix_now();
+        let mut a = ConnAuth::Grants(Box::new(move |t: &str| match t {
+            "chat" => Some(grant::Grant::new("ann").events(["chat:*"]).expires_at(now + 60)),
+            "all" => Some(grant::Grant::new("bea")),
+            "stale" => Some(grant::Grant::new("cy").expires_at(now - 1)),
+            "many" => Some(grant::Grant::new("di").events((0..10_000).map(|i| i.to_string()))),
+            "" => Some(grant::Grant::new("")),
+            _ => None,
+        }));
+        let g = a.grant("chat", now).unwrap();
+        assert_eq!(
+            (g.user.as_str(), g.expires, g.print),
+            ("ann", Some(now + 60), None)
+        );
+        assert!(g.allows("chat:1") && !g.allows("news"));
+        let g = a.grant("all", now).unwrap();
+        assert!(g.allows("news") && g.expires.is_none());
+        assert_eq!(a.grant("stale", now).map(|g| g.user), Err(Rejection::Expired));
+        assert_eq!(
+            a.grant("many", now).map(|g| g.user).map_err(Rejection::reason),
+            Err("too many event patterns")
+        );
+        assert_eq!(a.grant("nope", now).map(|g| g.user), Err(Rejection::Unknown));
+        assert_eq!(a.grant("", now).map(|g| g.user), Err(Rejection::Unknown));
+        assert!(a.reload().is_none());
+    }
+
+    /// Expiry on the monotonic clock, stepped: `exp` minus the wall clock.
+    #[test]
+    fn a_grants_deadline() {
+        let t0 = Instant::now();
+        let mut g = Grant::to("u".into());
+        assert_eq!(g.deadline(1000, t0), None);
+        g.expires = Some(1003);
+        assert_eq!(g.deadline(1000, t0), Some(t0 + Duration::from_secs(3)));
+        assert_eq!(g.deadline(1005, t0), Some(t0), "already past: now");
+        g.expires = Some(i64::MIN);
+        assert_eq!(g.deadline(i64::MAX, t0), Some(t0));
     }
 }

@@ -223,7 +223,8 @@ fn two_tokens_of_one_user_share_a_connection_other_users_get_4403() {
 fn malformed_file_stops_startup_naming_file_and_line() {
     for (text, line, why) in [
         ("good alice\n# comment\n\nlonely\n", 4, "one field"),
-        ("a alice\nb bob carol\n", 2, "three fields"),
+        ("a alice\nb bob carol dave\n", 2, "four fields"),
+        ("a alice\nb bob chat:*,,news\n", 2, "an empty pattern"),
         ("dup alice\ndup bob\n", 2, "token listed twice"),
     ] {
         let file = TempFile::new("bad", text);
@@ -270,20 +271,10 @@ fn sighup_reloads_the_table() {
     let _b = assert_registers_as(s.addr, "new-tok", "bob", "e");
     assert_rejected(s.addr, "old-tok");
 
-    // alice's existing connection is untouched and still gets pushes.
-    let r = push(s.addr, "alice", "e", "still here");
-    assert_eq!(r.body, "message sent to 1 clients");
-    assert_eq!(read_text(&mut a), "still here");
-    // Its old token is checked again on a new register: refused, yet the
-    // connection stays bound and open.
-    send_text(&mut a, r#"{"token":"old-tok","event":"e2","id":1}"#);
-    let v: Value = serde_json::from_str(&read_text(&mut a)).unwrap();
-    assert_eq!(v, refused(4401, "unknown token"));
-    assert_eq!(
-        push(s.addr, "alice", "e", "and still").body,
-        "message sent to 1 clients"
-    );
-    assert_eq!(read_text(&mut a), "and still");
+    // SPEC §9: alice's token is gone, so is her connection.
+    assert_eq!(expect_close_frame(&mut a), (4401, "token revoked".into()));
+    let r = push(s.addr, "alice", "e", "gone");
+    assert_eq!(r.body, "message sent to 0 clients");
 }
 
 #[test]
@@ -293,7 +284,7 @@ fn broken_file_on_reload_keeps_the_old_table() {
     let mut a = assert_registers_as(s.addr, "t1", "alice", "e");
 
     // A bad line: the reload fails (and says where), the old table stays.
-    file.write("t1 alice\nt2 bob extra\n");
+    file.write("t1 alice\nt2 bob chat:* extra\n");
     s.hup();
     let line = s.stderr_line(&format!("{}:2", file.path()));
     assert!(s.running(), "server died on a bad reload: {line}");

@@ -6,6 +6,12 @@
 
 mod common;
 
+mod access_events;
+mod access_jwt_claims;
+mod access_limits;
+mod access_proxies;
+mod access_refresh;
+mod access_revocation;
 mod auth_jwt;
 mod auth_local_push;
 mod auth_netns;

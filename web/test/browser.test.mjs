@@ -10,6 +10,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -581,6 +582,102 @@ test('in Chromium: the demo page with transport "sse": subscribe, the pushes sho
     await waitFor("the stream's end", async () => (await post(addr, "/push", { userId: "carol", event: "news", message: "x" })).sent === 0);
     assert.equal(seen.streams.length, 1);
     assert.deepEqual(seen.sockets, []);
+    assert.deepEqual(b.errors, []);
+  } finally {
+    await b.close();
+  }
+});
+
+// SPEC §9: an HS256 JWT minted here (node:crypto), as an application's back
+// end would, for `sub` living `life` seconds.
+function mintJwt(secret, sub, life) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const iat = Math.floor(Date.now() / 1000);
+  const input = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub, iat, exp: iat + life })}`;
+  return `${input}.${createHmac("sha256", secret).update(input).digest("base64url")}`;
+}
+
+const REFRESH_SECRET = "browser-refresh-secret-of-32-bytes!";
+
+// #14: `token` as a function and 3-second JWTs: the client refreshes in band
+// (at half of each token's life, as 30 s before exp is already past) on the
+// one WebSocket it opened, which outlives every token and gets every push.
+test("in Chromium: a 3 s JWT refreshed in band three times: one WebSocket, open throughout, every push received", { skip, timeout: 90000 }, async () => {
+  const addr = await startServer("--jwt-secret", REFRESH_SECRET);
+  // The demo page asks /demo/whoami about its default token: a 401 here.
+  const b = await launch({}, /401 \(Unauthorized\).*\/demo\/whoami/);
+  const { page } = b;
+  const sent = [];
+  const sockets = [];
+  page.on("websocket", (ws) => {
+    sockets.push(ws.url());
+    ws.on("framesent", (f) => sent.push(String(f.payload)));
+  });
+  let minted = 0;
+  await page.exposeFunction("mint", () => (minted++, mintJwt(REFRESH_SECRET, "carol", 3)));
+  try {
+    await page.goto(`http://${addr}/`);
+    const state = await page.evaluate(async (url) => {
+      window.got = [];
+      window.states = [];
+      window.c = wspush.connect(url, { token: () => window.mint(), onstatechange: (s, i) => window.states.push([s, i && i.code]) });
+      await window.c.subscribe("news", (m) => window.got.push(m));
+      return window.c.state;
+    }, `ws://${addr}/ws`);
+    assert.equal(state, "open");
+    // Pushes every 200 ms for 6.5 s (more than twice a token's life): each
+    // reaches the one connection, whichever token it holds at that moment.
+    const started = Date.now();
+    let n = 0;
+    while (Date.now() - started < 6500) {
+      const r = await post(addr, "/push", { userId: "carol", event: "news", message: `m${n}` });
+      assert.deepEqual(r, { sent: 1 }, `push ${n} after ${Date.now() - started} ms; states ${JSON.stringify(await page.evaluate(() => window.states))}`);
+      n++;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await until(page, `all ${n} pushes`, (k) => window.got.length == k, n);
+    assert.deepEqual(await page.evaluate(() => window.got), Array.from({ length: n }, (_, i) => `m${i}`));
+    const refreshes = sent.map((t) => JSON.parse(t)).filter((c) => c.type == "refresh");
+    assert.ok(refreshes.length >= 3, `${refreshes.length} refreshes: ${sent.join(" ")}`);
+    assert.equal(new Set(refreshes.map((c) => c.token)).size, refreshes.length, "a new token each time");
+    assert.ok(minted >= 4, `${minted} tokens minted`);
+    assert.deepEqual(sockets, [`ws://${addr}/ws?envelope=1`], "one WebSocket");
+    assert.deepEqual(await page.evaluate(() => [window.c.state, window.states]), ["open", [["open", undefined]]]);
+    const m = await metrics(addr);
+    assert.equal(m.wspush_auth_failures_total, 0);
+    assert.equal(m.wspush_connections, 1);
+    assert.deepEqual(b.errors, []);
+  } finally {
+    await b.close();
+  }
+});
+
+// The same over Server-Sent Events: each refresh is a new stream with the
+// new token, the client stays "open", and pushes arrive on each new stream.
+test("in Chromium: SSE with 3 s JWTs: each refresh reopens the stream with a new token, and pushes keep arriving", { skip, timeout: 90000 }, async () => {
+  const addr = await startServer("--jwt-secret", REFRESH_SECRET);
+  const b = await launch({}, /401 \(Unauthorized\).*\/demo\/whoami/);
+  const { page } = b;
+  const seen = watchConnections(page);
+  await page.exposeFunction("mint", () => mintJwt(REFRESH_SECRET, "dina", 3));
+  try {
+    await page.goto(`http://${addr}/`);
+    await page.evaluate(async (url) => {
+      window.got = [];
+      window.states = [];
+      window.c = wspush.connect(url, { token: () => window.mint(), transport: "sse", onstatechange: (s, i) => window.states.push([s, i && i.code]) });
+      await window.c.subscribe("news", (m) => window.got.push(m));
+    }, `ws://${addr}/ws`);
+    for (let i = 1; i <= 3; i++) {
+      await waitFor(`stream ${i + 1}`, () => seen.streams.length > i);
+      await pushUntilSent(addr, { userId: "dina", event: "news", message: `after ${i}` });
+      await until(page, `the push on stream ${i + 1}`, (m) => window.got.includes(m), `after ${i}`);
+    }
+    const tokens = seen.streams.map((u) => new URL(u).searchParams.get("token"));
+    assert.equal(new Set(tokens).size, tokens.length, "a new token for each stream");
+    assert.deepEqual(seen.sockets, []);
+    assert.deepEqual(await page.evaluate(() => [window.c.state, window.states]), ["open", [["open", undefined]]]);
+    assert.equal((await metrics(addr)).wspush_auth_failures_total, 0);
     assert.deepEqual(b.errors, []);
   } finally {
     await b.close();

@@ -1238,3 +1238,132 @@ test('transport "websocket" never switches; "auto" without EventSource keeps to 
     assert.equal(t.c.transport, "websocket");
   }
 });
+
+// --- token refresh (SPEC §9) ----------------------------------------------
+
+// An unsigned JWT with these claims (the client never verifies).
+const jwt = (claims) => {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  return `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}.c2ln`;
+};
+
+// A token function minting JWTs that live `life` seconds from the fake
+// clock's now; `tokens` lists what it handed out.
+function minter(clock, life, claims = {}) {
+  const tokens = [];
+  const fn = () => {
+    const iat = Math.floor(clock.now() / 1000);
+    const t = jwt({ sub: "u", iat, exp: iat + life, n: tokens.length, ...claims });
+    tokens.push(t);
+    return t;
+  };
+  return { fn, tokens };
+}
+
+// A WebSocket client subscribed to "e" with a token function of tokens
+// living `life` s; open and registered.
+async function refreshing(life) {
+  const clock = fakeClock();
+  const m = minter(clock, life);
+  const t = setup({ token: m.fn, _setTimeout: clock.setTimeout, _clearTimeout: clock.clearTimeout, _now: clock.now });
+  t.clock = clock;
+  t.m = m;
+  watch(t.c.subscribe("e", () => {}));
+  await settle();
+  t.last().open();
+  t.last().replyAll();
+  await settle();
+  return t;
+}
+
+test("refresh timing: 80 % of the life, or 30 s before exp if sooner, never before half of it", async () => {
+  for (const [life, at] of [
+    [3600, 2880], // 80 %
+    [100, 70], // 30 s before exp
+    [3, 1.5], // half
+    [50, 25], // 30 s before exp would be at 20 s: half
+  ]) {
+    const { clock, last, m } = await refreshing(life);
+    await clock.advance(at * 1000 - 1);
+    assert.equal(last().sent.length, 0, `${life} s: not before ${at} s`);
+    await clock.advance(1);
+    assert.deepEqual(last().sent, [{ type: "refresh", token: m.tokens[1], id: 2 }], `${life} s: at ${at} s`);
+  }
+});
+
+test("a WebSocket refreshes again and again on the same socket; later subscribes use the new token", async () => {
+  const { c, clock, last, sockets, states, m } = await refreshing(3);
+  for (let i = 1; i <= 3; i++) {
+    await clock.advance(1500);
+    const cmd = last().sent.pop();
+    assert.deepEqual(cmd, { type: "refresh", token: m.tokens[i], id: i + 1 }, `refresh ${i}`);
+    last().reply(cmd);
+    await settle();
+  }
+  assert.equal(sockets.length, 1, "one socket throughout");
+  assert.equal(c.state, "open");
+  assert.deepEqual(states, [["open", undefined]]);
+  watch(c.subscribe("f", () => {}));
+  assert.deepEqual(last().sent, [{ token: m.tokens[3], event: "f", id: 5 }]);
+});
+
+test("a refused refresh is an auth failure: the token function is asked once more, on a new socket", async () => {
+  const { c, clock, last, sockets, m } = await refreshing(100);
+  await clock.advance(70000);
+  last().reply(last().sent.pop(), false, 4401, "token revoked");
+  await settle();
+  assert.equal(sockets.length, 2, "a new attempt at once");
+  assert.equal(m.tokens.length, 3);
+  last().open();
+  assert.deepEqual(last().sent, [{ token: m.tokens[2], event: "e", id: 3 }]);
+  assert.equal(c.state, "open");
+});
+
+test("no refresh for a string token, a token without exp, or one that is no JWT", async () => {
+  for (const token of [jwt({ sub: "u", exp: 100 }), () => jwt({ sub: "u" }), () => "not-a-jwt", () => "a.!!.b"]) {
+    const clock = fakeClock();
+    const { c, last } = setup({ token, _setTimeout: clock.setTimeout, _clearTimeout: clock.clearTimeout, _now: clock.now });
+    watch(c.subscribe("e", () => {}));
+    await settle();
+    last().open();
+    last().replyAll();
+    await settle();
+    assert.deepEqual(clock.pending(), [], String(token));
+  }
+});
+
+test("without iat the life counts from when the token came; closing cancels the refresh", async () => {
+  const clock = fakeClock();
+  await clock.advance(1000000); // the clock is not at 0
+  let calls = 0;
+  const token = () => (calls++, jwt({ sub: "u", exp: Math.floor(clock.now() / 1000) + 100 }));
+  const { c, last } = setup({ token, _setTimeout: clock.setTimeout, _clearTimeout: clock.clearTimeout, _now: clock.now });
+  watch(c.subscribe("e", () => {}));
+  await settle();
+  last().open();
+  assert.deepEqual(clock.pending().map((x) => x.ms), [70000]);
+  c.close();
+  assert.deepEqual(clock.pending(), []);
+  await clock.advance(200000);
+  assert.equal(calls, 1, "not asked again after close()");
+});
+
+test("sse: a refresh opens a new stream with the new token", async () => {
+  const clock = fakeClock();
+  const m = minter(clock, 3);
+  const { c, lastES, streams } = setupSse({ token: m.fn, _setTimeout: clock.setTimeout, _clearTimeout: clock.clearTimeout, _now: clock.now });
+  const got = [];
+  watch(c.subscribe("e", (msg) => got.push(msg)));
+  await settle();
+  lastES().open();
+  for (let i = 1; i <= 3; i++) {
+    await clock.advance(1500);
+    assert.equal(streams.length, i + 1, `stream ${i + 1}`);
+    assert.ok(streams[i - 1].closed, "the old stream is closed");
+    assert.equal(new URL(lastES().url).searchParams.get("token"), m.tokens[i]);
+    lastES().open();
+    lastES().push("e", `m${i}`);
+  }
+  assert.deepEqual(got, ["m1", "m2", "m3"]);
+  assert.equal(c.state, "open");
+});
