@@ -4,7 +4,7 @@
 //! response.
 
 use crate::http::conn::HttpConn;
-pub use crate::listen::{Peer, Role, Socket};
+pub use crate::listen::{Peer, Socket};
 use crate::outbound::Outbound;
 use crate::session::Session;
 use std::time::Instant;
@@ -12,9 +12,6 @@ use std::time::Instant;
 pub struct Conn {
     pub out: Outbound<Socket>,
     pub peer: Peer,
-    /// The listener it came through: with `--push-listen`, push endpoints
-    /// answer only on push listeners.
-    pub role: Role,
     /// Unique for the life of the server; tells timers apart across slot reuse.
     pub serial: u64,
     /// Earliest timer entry armed for this connection, if any.
@@ -54,4 +51,18 @@ impl Ready {
         input: true,
         fin: true,
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every client holds one of these: its size is most of what an idle
+    /// connection costs (README's KiB per connection), so it may not grow
+    /// unnoticed.
+    #[test]
+    fn a_connection_stays_small() {
+        let size = std::mem::size_of::<Conn>();
+        assert!(size <= 416, "Conn is {size} bytes");
+    }
 }

@@ -240,8 +240,19 @@ impl Loop {
                     }
                 }
             }
-            for id in std::mem::take(&mut self.hub.revisit) {
+            // A connection is revisited once a turn however many times it
+            // asked (an edge and a spent budget in the same turn): each
+            // drive may ask again, and a list that kept the repeats would
+            // grow every turn, reading ever more of a flood per turn.
+            let mut again = std::mem::take(&mut self.hub.revisit);
+            again.sort_unstable();
+            again.dedup();
+            for id in again.drain(..) {
                 self.drive(id, Ready::UNKNOWN, now);
+            }
+            if self.hub.revisit.is_empty() {
+                // Keep the buffer: revisits come every turn under load.
+                self.hub.revisit = again;
             }
             self.run_timers(now);
             delivery::run_redis(&mut self.hub, &mut self.conns, self.poll.registry(), now);

@@ -16,12 +16,13 @@ use crate::clients::Clients;
 use crate::close::{self, Close};
 use crate::cluster::redis::{Outcome, Redis};
 use crate::config::Config;
-use crate::conn::{Conn, Peer, Role, Socket, State};
+use crate::conn::{Conn, Peer, Socket, State};
 use crate::http::conn::{HttpConn, Timeout, READ_CHUNK};
 use crate::http::request::Limits;
 use crate::http::response::{Response, Style};
 use crate::http::route::Paths;
 use crate::idle::{Entry, IdleQueue};
+use crate::listen::Role;
 use crate::metrics::Metrics;
 use crate::outbound::{discard_some, Drained, Io, Outbound};
 use crate::session::{Session, Tick, Timeouts};
@@ -185,10 +186,9 @@ impl Hub {
         Conn {
             out: Outbound::new(socket, self.settings.cfg.max_backlog_bytes),
             peer,
-            role,
             serial: self.next_serial,
             armed: None,
-            state: State::Http(HttpConn::new(now)),
+            state: State::Http(HttpConn::new(now, role)),
         }
     }
 

@@ -10,7 +10,7 @@
 use crate::access;
 use crate::auth::{self, Grant, Presented, Request, Verdict};
 use crate::close;
-use crate::conn::{Conn, Peer, Role, State};
+use crate::conn::{Conn, Peer, State};
 use crate::delivery;
 use crate::http::conn::{Next, ReadStatus};
 use crate::http::query;
@@ -19,6 +19,7 @@ use crate::http::response::{Response, Style, CONTINUE};
 use crate::http::route::{self, Refused, Route};
 use crate::http::upgrade::{self, Refusal};
 use crate::hub::{Asker, Hub};
+use crate::listen::Role;
 use crate::log::Refusal as Refused_;
 use crate::metrics::{Gauges, RedisGauges};
 use crate::names;
@@ -146,7 +147,7 @@ fn answer_round(hub: &mut Hub, conns: &mut Slab<Conn>, id: usize, conn: &mut Con
             Ok(Next::WantsContinue) => {
                 // Refuse before the client sends a body we would discard.
                 let Some(head) = http.pending_head() else { break };
-                match admit(hub, head, conn.peer, conn.role, Style::of(head).json) {
+                match admit(hub, head, conn.peer, http.role, Style::of(head).json) {
                     Err(resp) => {
                         hub.answer(&mut out, resp, Style::CLOSING);
                         http.close_after = true;
@@ -171,7 +172,7 @@ fn answer_round(hub: &mut Hub, conns: &mut Slab<Conn>, id: usize, conn: &mut Con
                 let outcome = match http
                     .route
                     .take()
-                    .map_or_else(|| admit(hub, &head, conn.peer, conn.role, style.json), Ok)
+                    .map_or_else(|| admit(hub, &head, conn.peer, http.role, style.json), Ok)
                 {
                     Err(resp) => Outcome::Answer(resp),
                     Ok(route) => handle(

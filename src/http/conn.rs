@@ -8,6 +8,7 @@
 use super::chunked::{ChunkedDecoder, Feed};
 use super::request::{BodyFraming, Head, HeadParser, HttpError, Limits, Parsed};
 use super::route::Route;
+use crate::listen::Role;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,9 @@ pub struct HttpConn {
     /// Where the request whose head is parsed goes, once decided (at its
     /// `Expect: 100-continue`, or when it is complete): routed once.
     pub route: Option<Route>,
+    /// The listener it came through: with `--push-listen`, push endpoints
+    /// answer only on push listeners.
+    pub role: Role,
 }
 
 /// The request at the front of an HTTP connection's input.
@@ -131,7 +135,7 @@ pub enum Next {
 }
 
 impl HttpConn {
-    pub fn new(now: Instant) -> HttpConn {
+    pub fn new(now: Instant, role: Role) -> HttpConn {
         HttpConn {
             inbuf: Vec::new(),
             start: 0,
@@ -143,6 +147,7 @@ impl HttpConn {
             waiting: false,
             idle: None,
             route: None,
+            role,
         }
     }
 
@@ -306,7 +311,7 @@ mod tests {
     }
 
     fn http(input: &[u8]) -> HttpConn {
-        let mut h = HttpConn::new(Instant::now());
+        let mut h = HttpConn::new(Instant::now(), Role::Main);
         h.inbuf.extend_from_slice(input);
         h
     }
@@ -385,7 +390,7 @@ mod tests {
         assert_eq!(expected.len(), 5, "{expected:?}");
         assert_eq!(expected[4], Err(HttpError::BodyTooLarge));
         for cut in 0..=stream.len() {
-            let mut h = HttpConn::new(Instant::now());
+            let mut h = HttpConn::new(Instant::now(), Role::Main);
             let mut got = Vec::new();
             arrive(&mut h, &stream[..cut]);
             take_all(&mut h, &mut got);
@@ -393,7 +398,7 @@ mod tests {
             take_all(&mut h, &mut got);
             assert_eq!(got, expected, "cut at {cut}");
         }
-        let mut h = HttpConn::new(Instant::now());
+        let mut h = HttpConn::new(Instant::now(), Role::Main);
         let mut got = Vec::new();
         for b in stream {
             arrive(&mut h, std::slice::from_ref(b));
@@ -424,7 +429,7 @@ mod tests {
     /// tiny chunks is judged by its size alone.
     #[test]
     fn chunk_framing_is_not_buffered() {
-        let mut h = HttpConn::new(Instant::now());
+        let mut h = HttpConn::new(Instant::now(), Role::Main);
         arrive(&mut h, b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert!(matches!(h.next_request(&limits()), Ok(Next::Incomplete)));
         let chunk = [b"1;".as_slice(), &[b'e'; 250], b"\r\nz\r\n"].concat();
@@ -444,7 +449,7 @@ mod tests {
     #[test]
     fn input_cap_follows_the_request() {
         let l = limits();
-        let mut h = HttpConn::new(Instant::now());
+        let mut h = HttpConn::new(Instant::now(), Role::Main);
         assert_eq!(h.input_cap(&l), l.max_head_bytes + 1);
         arrive(&mut h, b"POST /p HTTP/1.1\r\nContent-Length: 60\r\n\r\n");
         assert!(matches!(h.next_request(&l), Ok(Next::Incomplete)));
@@ -478,7 +483,7 @@ mod tests {
     fn the_request_timeout_steps_with_the_clock() {
         let t0 = Instant::now();
         let timeout = Duration::from_secs(10);
-        let mut h = HttpConn::new(t0);
+        let mut h = HttpConn::new(t0, Role::Main);
         assert_eq!(h.deadline(timeout), t0 + timeout);
         assert_eq!(
             h.on_timer(t0 + timeout - Duration::from_millis(1), timeout, true),

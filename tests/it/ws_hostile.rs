@@ -112,15 +112,30 @@ fn healthz_stays_fast_during(
 /// Writes `chunk` over and over on upgraded connections until `stop`;
 /// whenever the server ends one (after its close grace), opens another.
 fn stream_forever(addr: SocketAddr, stop: &AtomicBool, started: &AtomicBool, first: &[u8], chunk: &[u8]) {
+    stream_forever_reading(addr, stop, started, first, chunk, true)
+}
+
+/// As `stream_forever`; `reads` says whether the attacker reads what the
+/// server answers (pongs, a close) or lets it pile up.
+fn stream_forever_reading(
+    addr: SocketAddr,
+    stop: &AtomicBool,
+    started: &AtomicBool,
+    first: &[u8],
+    chunk: &[u8],
+    reads: bool,
+) {
     while !stop.load(Ordering::SeqCst) {
         let mut s = raw_ws(addr);
         // Whatever the server says (pongs, a close) is read and ignored,
         // so our own receive buffer never stops the server writing.
         let mut sink = s.try_clone().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while matches!(sink.read(&mut buf), Ok(n) if n > 0) {}
-        });
+        if reads {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while matches!(sink.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
         if s.write_all(first).is_err() {
             continue;
         }
@@ -161,6 +176,30 @@ fn a_flood_of_big_messages_and_pings_does_not_hold_the_loop() {
             chunk.extend(client_frame(FIN | PING, &[7; 125]));
         }
         stream_forever(addr, &stop, &started, b"", &chunk);
+    });
+}
+
+/// A client that streams commands and pings without ever reading: each
+/// turn spends its budget and new input raises new edges. A connection
+/// driven by an edge and by a revisit in the same turn must still be
+/// revisited once, not once more per turn (a revisit list that grew every
+/// turn read ever more of the flood per turn: /healthz waited seconds).
+#[test]
+fn a_flood_that_never_reads_does_not_hold_the_loop() {
+    let server = start();
+    healthz_stays_fast_during(&server, |addr, stop, started| {
+        let cmd = format!(
+            r#"{{"type":"unregister","event":"e","pad":"{}"}}"#,
+            "x".repeat(3900)
+        );
+        let mut chunk = Vec::new();
+        for i in 0..256 {
+            chunk.extend(client_frame(FIN | TEXT, cmd.as_bytes()));
+            if i % 16 == 0 {
+                chunk.extend(client_frame(FIN | PING, &[7; 125]));
+            }
+        }
+        stream_forever_reading(addr, &stop, &started, b"", &chunk, false);
     });
 }
 
