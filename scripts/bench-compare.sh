@@ -9,6 +9,10 @@
 #
 #   scripts/bench-peers.sh && scripts/bench-compare.sh          # 3 runs
 #   RUNS=5 SERVERS="wspush raw-floor" scripts/bench-compare.sh
+#   SERVERS="wspush wspush-old=/tmp/old/target/release/wspush raw-floor" scripts/bench-compare.sh
+#
+# A server written LABEL=PATH is a wspush binary at PATH (an older commit
+# built elsewhere, say), shown as LABEL, run with the same flags as wspush.
 #
 # Environment: RUNS (3), SERVERS (wspush go-gorilla node-ws rust-axum
 # raw-floor), CONNS (10000), PUSHES (200), USERS (1000), HTTP_CONNS (4),
@@ -42,6 +46,7 @@ results="$OUT/results.jsonl"
 # The command line of a server listening on 127.0.0.1:PORT.
 server_cmd() {
   case "$1" in
+    *=*) echo "${1#*=} --listen 127.0.0.1:$2 --log-level warn" ;;
     wspush) echo "$WSPUSH_BIN --listen 127.0.0.1:$2 --log-level warn" ;;
     go-gorilla) echo "$PEERS_DIR/go-gorilla/go-gorilla $2" ;;
     node-ws) echo "node $PEERS_DIR/node-ws/server.js $2" ;;
@@ -54,6 +59,7 @@ server_cmd() {
 # The file whose stripped size is the server's binary size (none for node).
 server_bin() {
   case "$1" in
+    *=*) echo "${1#*=}" ;;
     wspush) echo "$WSPUSH_BIN" ;;
     go-gorilla) echo "$PEERS_DIR/go-gorilla/go-gorilla" ;;
     rust-axum) echo "$PEERS_DIR/rust-axum/target/release/rust-axum-peer" ;;
@@ -81,7 +87,7 @@ port=$PORT_BASE
 start_server() {
   port=$((port + 1))
   addr=127.0.0.1:$port
-  local log="$OUT/$1-$port.log"
+  local log="$OUT/${1%%=*}-$port.log"
   # shellcheck disable=SC2046
   taskset -c 0 $(server_cmd "$1" "$port") > "$log" 2>&1 &
   server_pid=$!
@@ -97,13 +103,13 @@ scenario() {
   start_server "$server"
   local line
   if ! line=$(taskset -c 1 "$BENCH_BIN" "$name" --addr "$addr" --pid "$server_pid" --json "$@" \
-      2> "$OUT/$server-$port.bench.err"); then
-    echo "bench-compare: $server $name (run $run) failed: $(tail -n 3 "$OUT/$server-$port.bench.err")" >&2
+      2> "$OUT/${server%%=*}-$port.bench.err"); then
+    echo "bench-compare: ${server%%=*} $name (run $run) failed: $(tail -n 3 "$OUT/${server%%=*}-$port.bench.err")" >&2
     [ -n "$line" ] || line="{\"scenario\":\"$name\",\"ok\":false}"
   fi
   stop_server
-  echo "{\"server\":\"$server\",\"run\":$run,\"rss_start_kib\":$rss_start,\"result\":$line}" >> "$results"
-  echo "  $server $name: $line" | cut -c1-220
+  echo "{\"server\":\"${server%%=*}\",\"run\":$run,\"rss_start_kib\":$rss_start,\"result\":$line}" >> "$results"
+  echo "  ${server%%=*} $name: $line" | cut -c1-220
 }
 
 echo "bench-compare: $RUNS runs of $SERVERS -> $OUT"
@@ -123,13 +129,15 @@ sizes="$OUT/sizes.txt"
 for s in $SERVERS; do
   bin=$(server_bin "$s")
   if [ -n "$bin" ]; then
-    strip -o "$OUT/$s.stripped" "$bin" 2>/dev/null || cp "$bin" "$OUT/$s.stripped"
-    echo "$s $(stat -c %s "$OUT/$s.stripped")" >> "$sizes"
-    rm -f "$OUT/$s.stripped"
+    strip -o "$OUT/${s%%=*}.stripped" "$bin" 2>/dev/null || cp "$bin" "$OUT/${s%%=*}.stripped"
+    echo "${s%%=*} $(stat -c %s "$OUT/${s%%=*}.stripped")" >> "$sizes"
+    rm -f "$OUT/${s%%=*}.stripped"
   fi
 done
 
-python3 - "$results" "$sizes" "$SERVERS" <<'EOF'
+labels=""
+for s in $SERVERS; do labels="$labels ${s%%=*}"; done
+python3 - "$results" "$sizes" "$labels" <<'EOF'
 import json, statistics, sys
 results, sizes, servers = sys.argv[1], sys.argv[2], sys.argv[3].split()
 rows = [json.loads(l) for l in open(results)]

@@ -11,6 +11,7 @@
 #
 #   scripts/callgrind-steady.sh                 # pushrate, 1000 users, 4 HTTP connections
 #   scripts/callgrind-steady.sh fanout          # one user with 100 connections
+#   scripts/callgrind-steady.sh fanout-sse      # the same over 100 SSE streams
 #
 # Environment: WSPUSH_BIN (an unstripped build, so the dump has names: built
 # into target/callgrind with strip off and line tables if unset), WARM and
@@ -39,14 +40,15 @@ case "$MODE" in
     counter=wspush_pushes_total
     load=(pushrate --users 1000 --http-conns 4 --seconds $((WARM + WINDOW + 5)))
     ;;
-  fanout)
+  fanout | fanout-sse)
     # 1,000,000 messages take about 13 s under callgrind.
     WARM=${WARM:-4}
     WINDOW=${WINDOW:-8}
     counter=wspush_messages_delivered_total
     load=(fanout --conns 100 --pushes 10000)
+    [ "$MODE" = fanout ] || load+=(--transport sse)
     ;;
-  *) echo "usage: $0 [pushrate|fanout]" >&2; exit 2 ;;
+  *) echo "usage: $0 [pushrate|fanout|fanout-sse]" >&2; exit 2 ;;
 esac
 
 taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out.%p" \
@@ -56,7 +58,10 @@ trap 'kill "$vg" 2>/dev/null || true' EXIT
 for _ in $(seq 200); do grep -q "listening on" "$OUT/server.log" && break; sleep 0.1; done
 grep -q "listening on" "$OUT/server.log" || { echo "server never listened" >&2; exit 1; }
 
-metric() { curl -s "127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+# The counter summed over its labels (`{transport="ws"}`, `{transport="sse"}`).
+metric() {
+  curl -s "127.0.0.1:$PORT/metrics" | awk -v m="$1" '{ n = $1; sub(/[{].*/, "", n) } n == m { s += $2 } END { print s + 0 }'
+}
 
 taskset -c 1 "$BENCH_BIN" "${load[@]}" --addr "127.0.0.1:$PORT" --json > "$OUT/bench.json" &
 bench=$!

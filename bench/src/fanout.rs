@@ -1,6 +1,8 @@
 //! Scenario `fanout`: one user (`fan`) with N connections on one event, M
 //! sequential pushes to it (push k+1 is sent once push k's response came),
-//! every connection read by one mio thread.
+//! every connection read by one mio thread. The connections are
+//! WebSockets, or with `--transport sse` SSE streams (`GET /sse`), read
+//! and checked the same way, so the two transports compare in one run.
 //!
 //! Each message is `"<k> <t>"`, t the push's send time in nanoseconds since
 //! the run began; a message's latency is its receive time minus t. Checked:
@@ -16,10 +18,11 @@
 //! Cluster mode (`--also B`): half the connections go to node B, pushes go
 //! to `--addr` and travel through Redis. A cluster push answers `message
 //! published to 2 nodes`, which counts no clients, so registrations carry
-//! an id and each waits for its ack instead of probes.
+//! an id and each waits for its ack instead of probes (an SSE stream's ack
+//! is its `200` and first chunk).
 
 use crate::client::HttpConn;
-use crate::fleet::{self, Ack, Fleet, Plan};
+use crate::fleet::{self, Ack, Fleet, Plan, Transport};
 use crate::measure::{json_strings, CpuMeter, CpuUse, Failures, Latencies, Summary};
 use mio::{Events, Poll};
 use std::net::SocketAddr;
@@ -28,7 +31,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const USAGE: &str = "usage: wspush-bench fanout --addr HOST:PORT [--conns N] [--pushes M] [--pid PID]\n\
-     \x20      [--in-flight K] [--also HOST:PORT] [--json]\n\
+     \x20      [--in-flight K] [--also HOST:PORT] [--transport ws|sse] [--json]\n\
+     --transport sse: the connections are SSE streams (GET /sse), each push one event.\n\
      --also: a second wspush node of the same --redis cluster; half the connections go\n\
      there and every push must answer \"message published to 2 nodes\".\n\
      One user with N connections (default 1000, at most 20000) on one event; M sequential\n\
@@ -50,6 +54,7 @@ pub struct Args {
     pid: Option<u32>,
     in_flight: usize,
     also: Option<SocketAddr>,
+    transport: Transport,
     json: bool,
 }
 
@@ -62,6 +67,7 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         pid: None,
         in_flight: 100,
         also: None,
+        transport: Transport::Ws,
         json: false,
     };
     while let Some(flag) = it.next() {
@@ -73,6 +79,7 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--pid" => a.pid = Some(val()?.parse().map_err(|e| format!("--pid: {e}"))?),
             "--in-flight" => a.in_flight = val()?.parse().map_err(|e| format!("--in-flight: {e}"))?,
             "--also" => a.also = Some(val()?.parse().map_err(|e| format!("--also: {e}"))?),
+            "--transport" => a.transport = Transport::parse(&val()?)?,
             "--json" => a.json = true,
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
@@ -116,19 +123,27 @@ pub fn run(a: &Args) -> Result<(), String> {
         event: EVENT,
         rcvbuf: None,
     };
+    let connect = |to, n, ack| match a.transport {
+        Transport::Ws => fleet::connect_all(to, n, a.in_flight, ack, plan),
+        Transport::Sse => fleet::connect_sse(to, n, a.in_flight, plan),
+    };
     let socks = match a.also {
-        None => fleet::connect_all(a.addr, a.conns, a.in_flight, Ack::None, plan)?,
+        None => connect(a.addr, a.conns, Ack::None)?,
         Some(b) => {
             let on_b = a.conns / 2;
-            let mut socks = fleet::connect_all(a.addr, a.conns - on_b, a.in_flight, Ack::Id, plan)?;
-            socks.extend(fleet::connect_all(b, on_b, a.in_flight, Ack::Id, plan)?);
+            let mut socks = connect(a.addr, a.conns - on_b, Ack::Id)?;
+            socks.extend(connect(b, on_b, Ack::Id)?);
             socks
         }
     };
     let connect_s = base.elapsed().as_secs_f64();
 
     let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
-    let fleet = Fleet::new(socks, poll.registry(), 0).map_err(|e| format!("register sockets: {e}"))?;
+    let fleet = match a.transport {
+        Transport::Ws => Fleet::new(socks, poll.registry(), 0),
+        Transport::Sse => Fleet::new_sse(socks, poll.registry(), 0, EVENT),
+    }
+    .map_err(|e| format!("register sockets: {e}"))?;
     let shared = Arc::new(Shared {
         probes_read: AtomicU64::new(0),
         stop: AtomicBool::new(false),
@@ -332,8 +347,15 @@ impl Report<'_> {
             );
         }
         println!(
-            "connections           {} of user {USER} ({:.3} s to connect, {} in flight; {} probe messages)",
-            a.conns, self.connect_s, a.in_flight, self.probes
+            "connections           {} {} of user {USER} ({:.3} s to connect, {} in flight; {} probe messages)",
+            a.conns,
+            match a.transport {
+                Transport::Ws => "WebSockets",
+                Transport::Sse => "SSE streams",
+            },
+            self.connect_s,
+            a.in_flight,
+            self.probes
         );
         println!(
             "pushes                {} sequential, {} messages received",
@@ -353,8 +375,9 @@ impl Report<'_> {
     fn json(&self) {
         let a = self.a;
         println!(
-            "{{\"scenario\":\"fanout\",\"cluster\":{},\"ok\":{},\"conns\":{},\"pushes\":{},\"messages\":{},\
+            "{{\"scenario\":\"fanout\",\"transport\":\"{}\",\"cluster\":{},\"ok\":{},\"conns\":{},\"pushes\":{},\"messages\":{},\
              \"connect_s\":{:.3},\"run_s\":{:.3},\"msgs_per_s\":{:.0},{},{},{},\"failures\":{}}}",
+            a.transport.name(),
             a.also.is_some(),
             self.failures.is_empty(),
             a.conns,

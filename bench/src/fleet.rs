@@ -1,6 +1,7 @@
-//! Many registered WebSocket clients at once: opening them in waves of
-//! handshakes, confirming their registration with pushes (servers without
-//! `id` replies), and reading all of them from one mio `Poll`.
+//! Many registered clients at once, WebSocket or Server-Sent Events:
+//! opening them in waves of handshakes, confirming their registration with
+//! pushes (servers without `id` replies), and reading all of them from one
+//! mio `Poll`.
 //!
 //! Reading: every socket is registered edge-triggered for READABLE. On an
 //! event a socket is read into one shared 64 KiB buffer until a read comes
@@ -8,11 +9,13 @@
 //! arriving later raises a new edge) or WouldBlock: one `read()` per event in
 //! the common case. Whole frames are parsed in place; a partial one waits in
 //! the connection's own buffer. The time a read returned is the receive time
-//! of every message it carried.
+//! of every message it carried. An SSE stream is read the same way, its
+//! chunks and event blocks parsed by `sse::SseStream`.
 
 use crate::client::{
     connect_with, frame_at, read_until_ack, read_upgrade, text_frame, upgrade_request, HttpConn,
 };
+use crate::sse::{self, SseStream};
 use mio::net::TcpStream as MioStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
@@ -43,6 +46,33 @@ impl Ack {
         match self {
             Ack::Id => "id",
             Ack::None => "none",
+        }
+    }
+}
+
+/// What the clients speak.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Transport {
+    /// `GET /ws` and a register command.
+    Ws,
+    /// `GET /sse?event=E&token=T`: the stream's `200` and preamble are
+    /// its registration.
+    Sse,
+}
+
+impl Transport {
+    pub fn parse(s: &str) -> Result<Transport, String> {
+        match s {
+            "ws" => Ok(Transport::Ws),
+            "sse" => Ok(Transport::Sse),
+            _ => Err(format!("--transport: {s:?} is neither ws nor sse")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Ws => "ws",
+            Transport::Sse => "sse",
         }
     }
 }
@@ -122,6 +152,39 @@ pub fn connect_all(
     Ok(out)
 }
 
+/// Opens `n` SSE streams, `in_flight` at a time (a wave of requests is
+/// written, then each stream's `200` and preamble are read), each for
+/// `plan(j)`'s token and event. A stream is bound once its preamble is
+/// written, so a push after this returns reaches every one of them.
+/// Source addresses are spread by `connect_with`.
+pub fn connect_sse(
+    addr: SocketAddr,
+    n: usize,
+    in_flight: usize,
+    plan: impl Fn(usize) -> Plan,
+) -> Result<Vec<TcpStream>, String> {
+    let mut out = Vec::with_capacity(n);
+    let in_flight = in_flight.max(1);
+    let mut i = 0;
+    while i < n {
+        let batch = in_flight.min(n - i);
+        let mut wave = Vec::with_capacity(batch);
+        for j in i..i + batch {
+            let p = plan(j);
+            let mut s = connect_with(j, addr, p.rcvbuf).map_err(|e| format!("stream {j}: connect: {e}"))?;
+            s.write_all(&sse::request(&p.token, p.event))
+                .map_err(|e| format!("stream {j}: write: {e}"))?;
+            wave.push(s);
+        }
+        for (k, s) in wave.iter_mut().enumerate() {
+            sse::read_open(s).map_err(|e| format!("stream {}: {e}", i + k))?;
+        }
+        out.extend(wave);
+        i += batch;
+    }
+    Ok(out)
+}
+
 /// Pushes `message` to `user` on `event` until the answer counts `want`
 /// connections (registrations are processed asynchronously by some
 /// servers), for at most `limit`. Returns the counts of every answer: each
@@ -167,21 +230,45 @@ pub fn sent_count(body: &str) -> Option<usize> {
 /// One connection of a `Fleet`.
 struct Conn {
     sock: MioStream,
-    /// The start of a frame not yet whole (usually empty).
+    /// The start of a frame not yet whole (usually empty; WebSocket).
     pending: Vec<u8>,
+    /// The stream's parser (SSE).
+    sse: SseStream,
 }
 
-/// Open WebSocket clients read through one mio registry; client `i` has
-/// token `base + i`.
+/// Open clients read through one mio registry; client `i` has token
+/// `base + i`.
 pub struct Fleet {
     conns: Vec<Conn>,
     base: usize,
     buf: Vec<u8>,
+    /// SSE streams subscribed to this event; None: WebSocket clients.
+    sse_event: Option<&'static str>,
 }
 
 impl Fleet {
-    /// Makes the sockets non-blocking and registers them.
+    /// WebSocket clients: makes the sockets non-blocking and registers them.
     pub fn new(socks: Vec<TcpStream>, registry: &Registry, base: usize) -> io::Result<Fleet> {
+        Fleet::with(socks, registry, base, None)
+    }
+
+    /// SSE streams past their preamble, all on `event` (any other event
+    /// is an error).
+    pub fn new_sse(
+        socks: Vec<TcpStream>,
+        registry: &Registry,
+        base: usize,
+        event: &'static str,
+    ) -> io::Result<Fleet> {
+        Fleet::with(socks, registry, base, Some(event))
+    }
+
+    fn with(
+        socks: Vec<TcpStream>,
+        registry: &Registry,
+        base: usize,
+        sse_event: Option<&'static str>,
+    ) -> io::Result<Fleet> {
         let mut conns = Vec::with_capacity(socks.len());
         for (i, s) in socks.into_iter().enumerate() {
             s.set_nonblocking(true)?;
@@ -190,12 +277,14 @@ impl Fleet {
             conns.push(Conn {
                 sock,
                 pending: Vec::new(),
+                sse: SseStream::default(),
             });
         }
         Ok(Fleet {
             conns,
             base,
             buf: vec![0; 64 * 1024],
+            sse_event,
         })
     }
 
@@ -209,9 +298,57 @@ impl Fleet {
     }
 
     /// Reads client `t` (a readiness event) and hands each whole text
-    /// message to `on_text(client, payload, received_at)`. Pings are
-    /// answered; a close frame, EOF or a read error is an error.
-    pub fn readable(
+    /// message (SSE: each event's data) to `on_text(client, payload,
+    /// received_at)`. Pings are answered; a close frame (SSE: `event:
+    /// close`, the end of the stream), EOF or a read error is an error.
+    pub fn readable(&mut self, t: Token, on_text: impl FnMut(usize, &[u8], Instant)) -> Result<(), String> {
+        match self.sse_event {
+            None => self.readable_ws(t, on_text),
+            Some(event) => self.readable_sse(t, event, on_text),
+        }
+    }
+
+    fn readable_sse(
+        &mut self,
+        t: Token,
+        event: &str,
+        mut on_text: impl FnMut(usize, &[u8], Instant),
+    ) -> Result<(), String> {
+        let i = t.0 - self.base;
+        let c = &mut self.conns[i];
+        loop {
+            let n = match (&c.sock).read(&mut self.buf) {
+                Ok(0) => return Err(format!("stream {i}: connection closed by the server")),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("stream {i}: read: {e}")),
+            };
+            let now = Instant::now();
+            c.sse
+                .feed(&self.buf[..n], &mut |e| {
+                    if e.name == event.as_bytes() {
+                        on_text(i, &e.data, now);
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "event {:?} with data {:?}",
+                            String::from_utf8_lossy(e.name),
+                            String::from_utf8_lossy(&e.data)
+                        ))
+                    }
+                })
+                .map_err(|e| format!("stream {i}: {e}"))?;
+            if c.sse.ended() {
+                return Err(format!("stream {i}: ended by the server"));
+            }
+            if n < self.buf.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn readable_ws(
         &mut self,
         t: Token,
         mut on_text: impl FnMut(usize, &[u8], Instant),

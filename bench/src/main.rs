@@ -1,12 +1,13 @@
 //! wspush-bench: measures a seed-protocol push server from outside.
 //!
-//! Scenario `idle`: opens N WebSocket connections, each registering its own
-//! user (`u<i>`) for one event, with a bounded number of handshakes in
-//! flight; then reads the server's RSS from /proc and reports RSS per
-//! connection. Every connection is checked: its upgrade must succeed, and a
-//! sample of users must receive a push.
+//! Scenario `idle`: opens N WebSocket connections (or SSE streams with
+//! `--transport sse`), each registering its own user (`u<i>`) for one
+//! event, with a bounded number of handshakes in flight; then reads the
+//! server's RSS from /proc and reports RSS per connection. Every connection
+//! is checked: its upgrade must succeed, and every user must receive a
+//! push of its own.
 //!
-//!     wspush-bench idle --addr 127.0.0.1:12345 --conns 10000 --pid PID
+//!     wspush-bench idle --addr 127.0.0.1:12345 --conns 10000 --pid PID [--transport sse]
 //!
 //! With `--jwt-secret S` each connection registers with an HS256 JWT (the
 //! server run with `--jwt-secret S`), and `--events N` adds an N-pattern
@@ -20,10 +21,11 @@
 //!
 //!     wspush-bench soak --addr 127.0.0.1:12345 --pid PID --seconds 60
 //!
-//! Scenario `fanout`: one user with N connections, M sequential pushes;
-//! messages/s, per-message latency, server CPU per message (`fanout.rs`).
+//! Scenario `fanout`: one user with N connections (WebSocket, or SSE
+//! streams with `--transport sse`), M sequential pushes; messages/s,
+//! per-message latency, server CPU per message (`fanout.rs`).
 //!
-//!     wspush-bench fanout --addr 127.0.0.1:12345 --conns 10000 --pushes 200 --pid PID
+//!     wspush-bench fanout --addr 127.0.0.1:12345 --conns 10000 --pushes 200 --pid PID [--transport sse]
 //!
 //! Scenario `pushrate`: U users, K keep-alive push connections as fast as
 //! the answers come for S seconds; pushes/s, round trip, server CPU per
@@ -62,6 +64,7 @@ mod measure;
 mod procfs;
 mod pushrate;
 mod soak;
+mod sse;
 mod stayer;
 
 use std::process::ExitCode;

@@ -1,6 +1,7 @@
 //! The load tool (`wspush-bench`, workspace member `bench/`) against the real
 //! server binary: small runs of every scenario (`idle`, `fanout`, `pushrate`,
-//! `soak`, `hostile`) must pass, so the tool and the server keep agreeing. The tool is
+//! `soak`, `hostile`; `idle` and `fanout` over WebSocket and SSE) must pass,
+//! so the tool and the server keep agreeing. The tool is
 //! another package, so its binary is built (once per test run, a no-op when
 //! it is up to date) and found under the target directory.
 
@@ -166,6 +167,135 @@ fn cluster_fanout_scenario_passes_against_two_nodes() {
         "{v}"
     );
     assert_eq!(v["messages"], 100, "{v}");
+}
+
+/// `--transport sse`: every client an SSE stream. The tool checks each
+/// event (once, in order, on its stream) and the server counts the streams
+/// as clients (`message sent to N clients`).
+#[test]
+fn idle_and_fanout_over_sse_pass_against_the_binary() {
+    let server = spawn_bin(&[]);
+    let addr = server.addr.to_string();
+    let pid = server.child.id().to_string();
+    let out = expect_success(&[
+        "idle",
+        "--addr",
+        &addr,
+        "--conns",
+        "40",
+        "--pid",
+        &pid,
+        "--transport",
+        "sse",
+    ]);
+    assert!(out.contains("connections           40\n"), "{out}");
+    assert!(out.contains("transport             sse\n"), "{out}");
+    assert!(out.contains("ack stream"), "{out}");
+
+    let out = expect_success(&[
+        "idle",
+        "--addr",
+        &addr,
+        "--conns",
+        "40",
+        "--pid",
+        &pid,
+        "--transport",
+        "sse",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(
+        (v["transport"].as_str(), v["conns"].as_u64()),
+        (Some("sse"), Some(40)),
+        "{v}"
+    );
+    assert!(v["rss_per_conn_kib"].is_number(), "{v}");
+
+    let out = expect_success(&[
+        "fanout",
+        "--addr",
+        &addr,
+        "--conns",
+        "20",
+        "--pushes",
+        "5",
+        "--pid",
+        &pid,
+        "--transport",
+        "sse",
+    ]);
+    assert!(out.contains("20 SSE streams of user fan"), "{out}");
+    assert!(out.contains("result                ok\n"), "{out}");
+
+    let out = expect_success(&[
+        "fanout",
+        "--addr",
+        &addr,
+        "--conns",
+        "20",
+        "--pushes",
+        "5",
+        "--pid",
+        &pid,
+        "--transport",
+        "sse",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(
+        (v["transport"].as_str(), v["ok"].as_bool()),
+        (Some("sse"), Some(true)),
+        "{v}"
+    );
+    assert_eq!(v["messages"], 100, "{v}");
+    assert_eq!(v["failures"], serde_json::json!([]), "{v}");
+    assert!(
+        v["latency_p99_ms"].is_number() && v["server_cpu_s"].is_number(),
+        "{v}"
+    );
+}
+
+/// A stream the server ends is a failure the tool names, not a hang or a
+/// pass: `/drop` ends the streams (`event: close`) while the tool pushes.
+#[test]
+fn a_dropped_sse_stream_fails_the_fanout() {
+    let server = spawn_bin(&["--log-level", "warn"]);
+    let addr = server.addr;
+    let target = addr.to_string();
+    // 10,000 sequential pushes to 20 streams: a second or more.
+    let bench = std::thread::spawn(move || {
+        run_bench(&[
+            "fanout",
+            "--addr",
+            &target,
+            "--conns",
+            "20",
+            "--pushes",
+            "10000",
+            "--transport",
+            "sse",
+        ])
+    });
+    crate::common::eventually("the streams are open", || {
+        crate::common::metric(addr, "wspush_connections{transport=\"sse\"}") == 20
+    });
+    // Past the probes, into the measured pushes.
+    std::thread::sleep(Duration::from_millis(200));
+    let r = crate::common::post(addr, "/drop", r#"{"userId":"fan"}"#);
+    assert_eq!((r.status, r.body.as_str()), (200, "dropped 20 clients"), "{r:?}");
+    let o = bench.join().expect("bench thread");
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(!o.status.success(), "{out}\n{err}");
+    assert!(out.contains("result                FAILED"), "{out}\n{err}");
+    // The reader saw the close event, or the next push found nobody.
+    assert!(
+        err.contains(r#"event \"close\""#) || err.contains("sent to 0 clients"),
+        "{out}\n{err}"
+    );
 }
 
 #[test]
