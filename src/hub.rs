@@ -16,6 +16,7 @@ use crate::close::{self, Close};
 use crate::cluster::redis::{Outcome, Redis};
 use crate::config::Config;
 use crate::conn::{Conn, Peer, Socket, State};
+use crate::history::History;
 use crate::http::conn::{HttpConn, Timeout, READ_CHUNK};
 use crate::http::request::Limits;
 use crate::http::response::{Response, Style};
@@ -23,6 +24,7 @@ use crate::http::route::Paths;
 use crate::idle::{Entry, IdleQueue};
 use crate::metrics::Metrics;
 use crate::outbound::{discard_some, Drained, Io, Outbound};
+use crate::replay::Replays;
 use crate::session::{Session, Tick, Timeouts};
 use crate::slab::Slab;
 use crate::static_files::{self, StaticFile};
@@ -138,10 +140,15 @@ pub(crate) struct Hub {
     /// logged at `warn`.
     pub big_records: u64,
     pub big_record_warned_at: Option<Instant>,
+    /// With `--history` (SPEC §8): the retained messages, and the
+    /// connections being replayed what they missed.
+    pub history: Option<History>,
+    pub replays: Replays,
 }
 
 impl Hub {
     pub fn new(settings: Settings, hooks: Hooks, redis: Option<Redis<Asker>>) -> Hub {
+        let history = crate::history::for_config(&settings.cfg);
         Hub {
             settings,
             binder: Binder::new(),
@@ -164,6 +171,8 @@ impl Hub {
             http_cap_logged_at: None,
             big_records: 0,
             big_record_warned_at: None,
+            history,
+            replays: Replays::default(),
         }
     }
 
@@ -242,6 +251,7 @@ impl Hub {
         }
         let t = s.transport();
         self.binder.unbind(id);
+        self.replays.stop(id);
         self.metrics.connections.sub(t, 1);
         let timeouts = &self.settings.timeouts;
         match why {

@@ -40,6 +40,7 @@ mod conn;
 mod delivery;
 mod event_loop;
 mod fields;
+mod history;
 /// The HTTP parsers; public for fuzz targets.
 #[doc(hidden)]
 pub mod http;
@@ -50,6 +51,7 @@ mod names;
 mod outbound;
 mod payload;
 mod push;
+mod replay;
 mod requests;
 mod secret;
 mod session;
@@ -463,6 +465,7 @@ impl Handle {
             users: distinct,
             event: event.to_string(),
             message,
+            key: None,
         })
     }
 
@@ -471,6 +474,7 @@ impl Handle {
         self.ask(PushRequest::Broadcast {
             event: event.to_string(),
             message: Value::String(message.to_string()),
+            key: None,
         })
     }
 
