@@ -269,10 +269,6 @@ impl History {
         }
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Messages retained (over all streams).
     pub fn len(&self) -> usize {
         self.len
@@ -283,8 +279,27 @@ impl History {
         self.bytes
     }
 
-    pub fn epoch(&self) -> &str {
-        &self.epoch
+    /// The `/metrics` lines of the history (with `--history`).
+    pub fn render_metrics(&self, s: &mut String) {
+        use std::fmt::Write;
+        let mut one = |name: &str, help: &str, value: usize| {
+            let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
+        };
+        one(
+            "wspush_history_messages",
+            "Messages retained for clients that resume (one per stream a push named).",
+            self.len(),
+        );
+        one(
+            "wspush_history_bytes",
+            "Estimated bytes the retained messages use; never above wspush_history_max_bytes.",
+            self.bytes(),
+        );
+        one(
+            "wspush_history_max_bytes",
+            "The --history-bytes cap.",
+            self.limits.max_bytes,
+        );
     }
 
     /// The cluster's epoch as Redis holds it: a different one than before
@@ -1081,7 +1096,7 @@ mod tests {
         let events = [Rc::from("e")];
         let mut at = Pos::ZERO;
         let mut got = Vec::new();
-        let mut take = |h: &mut History, at: &mut Pos, n: usize, got: &mut Vec<String>| {
+        let take = |h: &mut History, at: &mut Pos, n: usize, got: &mut Vec<String>| {
             let mut left = n;
             h.replay("u", &events, at, t0, |i| {
                 if left == 0 {

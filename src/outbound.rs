@@ -136,10 +136,8 @@ impl Backlog {
 
     fn pop_front(&mut self) {
         match self.queue.pop_front() {
-            Some(Chunk::Keyed(_, key)) => {
-                if self.keyed.get(&key) == Some(&self.popped) {
-                    self.keyed.remove(&key);
-                }
+            Some(Chunk::Keyed(_, key)) if self.keyed.get(&key) == Some(&self.popped) => {
+                self.keyed.remove(&key);
             }
             Some(Chunk::Gone) => self.gone -= 1,
             _ => {}

@@ -316,7 +316,11 @@ fn metrics(hub: &Hub) -> Response {
             publish_latency: &hub.metrics.redis_publish_latency,
         }),
     };
-    let mut r = Response::text(200, hub.metrics.render(&gauges));
+    let mut text = hub.metrics.render(&gauges);
+    if let Some(h) = &hub.history {
+        h.render_metrics(&mut text);
+    }
+    let mut r = Response::text(200, text);
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r
 }
