@@ -79,8 +79,9 @@ enum Done {
     /// Carried out here: this many connections took it (at this cursor,
     /// with history on).
     Local(Endpoint, usize, Option<String>),
-    /// Published: this many nodes received the record.
-    Published(u64),
+    /// Published: this many nodes received the record (at this cursor,
+    /// with history on).
+    Published(u64, Option<String>),
 }
 
 enum Refused {
@@ -94,7 +95,7 @@ fn reply(asker: Asker, result: Result<Done, Refused>, hub: &Hub, now: Instant) -
         Asker::Handle(tx) => {
             let r = match result {
                 Ok(Done::Local(_, n, _)) => Ok(n),
-                Ok(Done::Published(nodes)) => Ok(usize::try_from(nodes).unwrap_or(usize::MAX)),
+                Ok(Done::Published(nodes, _)) => Ok(usize::try_from(nodes).unwrap_or(usize::MAX)),
                 Err(Refused::TooLarge(limit)) => Err(Error::TooLarge { limit }),
                 Err(Refused::Unavailable(why)) => Err(Error::Unavailable(why.into())),
             };
@@ -106,7 +107,9 @@ fn reply(asker: Asker, result: Result<Done, Refused>, hub: &Hub, now: Instant) -
     };
     Some(match result {
         Ok(Done::Local(endpoint, n, cursor)) => counted(endpoint, n, style.json, cursor.as_deref()),
-        Ok(Done::Published(nodes)) => Response::published(nodes, style.json),
+        Ok(Done::Published(nodes, cursor)) => {
+            Response::published(nodes, style.json).with_cursor(cursor.as_deref())
+        }
         Err(Refused::TooLarge(_)) => Response::error(413, TOO_BIG_FOR_BACKLOG, style.json),
         Err(Refused::Unavailable(why)) => unavailable(hub, why, style.json, now),
     })
@@ -339,9 +342,11 @@ pub(crate) fn run_redis(hub: &mut Hub, conns: &mut Slab<Conn>, registry: &Regist
                 waiter,
                 nodes,
                 latency,
+                id,
             } => {
                 hub.metrics.redis_publish_latency.observe(latency);
-                answer_parked(hub, conns, waiter, Ok(Done::Published(nodes)), now);
+                let cursor = id.zip(hub.history.as_ref()).map(|(id, h)| h.cursor(id));
+                answer_parked(hub, conns, waiter, Ok(Done::Published(nodes, cursor)), now);
             }
             Outcome::Failed { waiter, reason } => {
                 debug!("push not acknowledged: {reason}");
@@ -349,10 +354,55 @@ pub(crate) fn run_redis(hub: &mut Hub, conns: &mut Slab<Conn>, registry: &Regist
                 let why = Refused::Unavailable("redis did not acknowledge the push");
                 answer_parked(hub, conns, waiter, Err(why), now);
             }
-            Outcome::Message(record) => apply(hub, conns, &record, now),
+            Outcome::Message(_) if hub.history.is_some() => {
+                // Not from the stream: it has no place in the history.
+                refuse_record(hub, "it has no stream ID (is every node started with --history?)");
+            }
+            Outcome::Message(record) => apply(hub, conns, &record, None, now),
+            Outcome::Entry(pos, record) => apply(hub, conns, &record, Some(pos), now),
+            Outcome::Epoch(epoch) => {
+                if let Some(h) = &mut hub.history {
+                    h.set_epoch(&epoch);
+                }
+            }
+            Outcome::Lost => lost(hub, conns, now),
         }
     }
     hub.redis_out = out;
+}
+
+/// History mode: this node missed records it can no longer fetch (cut
+/// off from Redis longer than the history TTL, or Redis lost the stream).
+/// No cursor issued so far may be resumed from here, and every client may
+/// have missed messages: each is dropped (4000, so it reconnects), and
+/// its resume then says `recovered: false`.
+fn lost(hub: &mut Hub, conns: &mut Slab<Conn>, now: Instant) {
+    if let Some(h) = &mut hub.history {
+        h.forget_all();
+    }
+    let mut n = 0;
+    for id in conns.indices() {
+        let Some(conn) = conns.get_mut(id) else { continue };
+        if matches!(&conn.state, State::Session(s) if s.is_open()) {
+            let why = Close::because(close::DROPPED, "missed pushes while cut off from redis");
+            hub.end(id, conn, Ending::Close(why), now);
+            hub.arm(id, conn);
+            n += 1;
+        }
+    }
+    warn!("pushes were lost while this node was cut off from redis (longer than --history-ttl, or redis lost its data): dropped {n} clients so they resume and re-fetch");
+}
+
+/// Counts a record from the channel that is not ours to apply, warning
+/// about the first.
+fn refuse_record(hub: &mut Hub, reason: &str) {
+    let m = &mut hub.metrics;
+    m.redis_bad_records += 1;
+    if m.redis_bad_records == 1 {
+        warn!("ignoring a record on the redis channel that is not a wspush record ({reason}); further ones are only counted");
+    } else {
+        debug!("ignoring a bad record on the redis channel: {reason}");
+    }
 }
 
 /// An acknowledgement (or its failure) for a parked request.
@@ -388,21 +438,13 @@ fn answer_parked(
     hub.revisit.push(id);
 }
 
-/// A record from the channel: applied like a local push, or counted and
-/// ignored when it is not one of ours or too big for this node.
-fn apply(hub: &mut Hub, conns: &mut Slab<Conn>, record: &[u8], now: Instant) {
+/// A record from the channel (at its place in the stream, with history):
+/// applied like a local push, or counted and ignored when it is not one of
+/// ours or too big for this node.
+fn apply(hub: &mut Hub, conns: &mut Slab<Conn>, record: &[u8], at: Option<Pos>, now: Instant) {
     let req = match cluster::decode(record) {
         Ok(req) => req,
-        Err(reason) => {
-            let m = &mut hub.metrics;
-            m.redis_bad_records += 1;
-            if m.redis_bad_records == 1 {
-                warn!("ignoring a record on the redis channel that is not a wspush record ({reason}); further ones are only counted");
-            } else {
-                debug!("ignoring a bad record on the redis channel: {reason}");
-            }
-            return;
-        }
+        Err(reason) => return refuse_record(hub, &reason),
     };
     if let Some(why) = undeliverable(hub, &req) {
         // Warned at most every LOG_EVERY, with how many were refused in
@@ -419,7 +461,7 @@ fn apply(hub: &mut Hub, conns: &mut Slab<Conn>, record: &[u8], now: Instant) {
         }
         return;
     }
-    execute(hub, conns, req, None, now);
+    execute(hub, conns, req, at, now);
 }
 
 /// Why a well-formed record is still not delivered here (SPEC §12): its

@@ -337,6 +337,7 @@ impl History {
     }
 
     /// The newest position recorded.
+    #[cfg(test)]
     pub fn last(&self) -> Pos {
         self.last
     }

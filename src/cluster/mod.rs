@@ -14,6 +14,7 @@ pub(crate) mod redis;
 /// The Redis protocol parser; public for fuzz targets.
 #[doc(hidden)]
 pub mod resp;
+pub(crate) mod stream;
 pub(crate) mod url;
 
 use crate::push::{self, Endpoint, PushRequest};

@@ -3,7 +3,6 @@
 //! event of the stream resumed in push order; one `event: gap` per event
 //! that cannot be recovered, before any live message.
 
-use crate::common::*;
 use crate::history::{post_json, push_cursor, with_history};
 use crate::sse::{sse_open, Event, Sse};
 use serde_json::{json, Value};

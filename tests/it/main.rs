@@ -16,6 +16,7 @@ mod auth_token_file;
 mod bench_smoke;
 mod binary_cli;
 mod cluster_delivery;
+mod cluster_history;
 mod cluster_limits;
 mod cluster_outage;
 mod cluster_protocol;
