@@ -19,7 +19,9 @@
  * after 10 s open; after 3 failed opens in a row, random(15 s, 30 s).
  * Close 4401/4403 or such a reply: onAuthError, "closed" (a `token` function
  * is first asked once for a fresh token). 4001: "closed", onclose. 4000
- * reconnects. Options starting with _ are for tests.
+ * reconnects. Re-registers send the event's last cursor as since (SSE:
+ * since= the last one); onGap(event) if not all missed could be replayed.
+ * Options starting with _ are for tests.
  */
 (function (G) {
   "use strict";
@@ -64,6 +66,7 @@
       cur, // query() of the current stream
       due = 0, // a reopen is due
       lastId = 0,
+      lc, // the last cursor seen
       fails = 0,
       early = 0, // attempts in a row that failed before opening
       openedAt = 0,
@@ -80,6 +83,7 @@
       onstatechange: o.onstatechange || null,
       onAuthError: o.onAuthError || null,
       onclose: o.onclose || null,
+      onGap: o.onGap || null,
       subscribe: function (event, handler) {
         return new Promise(function (resolve, reject) {
           if (st == "closed") return reject(failure(1000, "client closed"));
@@ -132,7 +136,7 @@
     function register(s, event) {
       var w = s.w;
       s.w = [];
-      send({ token: token, event: event }, event, w, false);
+      send({ token: token, event: event, since: s.c }, event, w, false);
     }
 
     function query() {
@@ -177,7 +181,7 @@
           token = v;
           var s;
           if (sse) {
-            s = ws = new ES(addQuery(sseUrl, "envelope=1&token=" + encodeURIComponent(v || "") + (cur = query())));
+            s = ws = new ES(addQuery(sseUrl, "envelope=1&token=" + encodeURIComponent(v || "") + (cur = query()) + (lc ? "&since=" + encodeURIComponent(lc) : "")));
             var on = function (e) {
               var m;
               try {
@@ -187,12 +191,16 @@
               if (e.type == "close" && m.event === undefined) {
                 s.close();
                 closed(m.code, m.reason);
-              } else if (m.message !== undefined) message(env ? e.data : typeof m.message == "string" ? m.message : JSON.stringify(m.message));
+              } else if (m.message !== undefined) {
+                if (e.lastEventId) lc = e.lastEventId;
+                message(env ? e.data : typeof m.message == "string" ? m.message : JSON.stringify(m.message));
+              } else if (m.recovered === false) gap(m.event);
             };
             subs.forEach(function (x, e) {
               s.addEventListener(e, on);
             });
             s.addEventListener("close", on);
+            s.addEventListener("gap", on);
           } else {
             s = ws = new WS(wsUrl);
             s.onmessage = function (e) {
@@ -311,6 +319,7 @@
         pend.delete(m.id);
         if (m.ok) {
           if (!p.u) retried = false;
+          if (m.recovered === false) gap(p.e);
           return settle(p.w);
         }
         var err = failure(m.code, m.error);
@@ -327,8 +336,14 @@
           s.h(data, null);
         });
       } else if (m && typeof m.event == "string" && subs.has(m.event)) {
-        subs.get(m.event).h(m.message, m.event);
+        var s = subs.get(m.event);
+        if (m.cursor) s.c = lc = m.cursor;
+        s.h(m.message, m.event);
       }
+    }
+
+    function gap(e) {
+      if (c.onGap) c.onGap(e);
     }
 
     start();
