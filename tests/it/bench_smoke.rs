@@ -168,6 +168,61 @@ fn cluster_fanout_scenario_passes_against_two_nodes() {
     assert_eq!(v["messages"], 100, "{v}");
 }
 
+/// `--history`: clients reconnecting at once are replayed what they
+/// missed, in order, then live; the history's memory stays at its cap.
+#[test]
+fn resume_and_histfill_scenarios_pass_against_the_binary() {
+    let server = spawn_bin(&["--history", "200", "--history-bytes", "65536"]);
+    let addr = server.addr.to_string();
+    let pid = server.child.id().to_string();
+    let out = expect_success(&[
+        "resume",
+        "--addr",
+        &addr,
+        "--clients",
+        "20",
+        "--missed",
+        "200",
+        "--pid",
+        &pid,
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(
+        (v["scenario"].as_str(), v["ok"].as_bool()),
+        (Some("resume"), Some(true)),
+        "{v}"
+    );
+    for k in [
+        "caught_up_p50_ms",
+        "caught_up_max_ms",
+        "rss_peak_kib",
+        "server_cpu_s",
+    ] {
+        assert!(v[k].is_number(), "{k}: {v}");
+    }
+    let out = expect_success(&[
+        "histfill", "--addr", &addr, "--pid", &pid, "--pushes", "2000", "--size", "100", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["held_bytes"].as_u64() <= v["cap_bytes"].as_u64(), "{v}");
+    assert!(v["growth_over_cap"].is_number(), "{v}");
+    // Without --history there is no cursor to resume from: said plainly.
+    let plain = spawn_bin(&[]);
+    let o = run_bench(&[
+        "resume",
+        "--addr",
+        &plain.addr.to_string(),
+        "--clients",
+        "2",
+        "--missed",
+        "2",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--history"));
+}
+
 #[test]
 fn pushrate_scenario_passes_against_the_binary() {
     let server = spawn_bin(&[]);
