@@ -175,7 +175,7 @@ fn register(
         ws.registered();
         ws.set_expiry(expiry(&grant, hub.unix_now, now));
     }
-    Ok(since.map(|since| !already && delivery::resume(hub, id, &grant.user, &[event], since, now)[0]))
+    Ok(since.map(|since| !already && delivery::resume(hub, id, &grant.user, &[event], since, now) == [true]))
 }
 
 /// The close a refused binding gets.

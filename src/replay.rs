@@ -31,6 +31,8 @@ pub const TURN_BYTES: usize = 256 * 1024;
 struct Job {
     events: Vec<Rc<str>>,
     after: Pos,
+    /// Where the history's walk stopped last time (see `History::replay`).
+    marks: Vec<(u32, Pos)>,
 }
 
 /// The replays in progress, by connection (its slab index).
@@ -51,8 +53,11 @@ impl Replays {
         if slot.is_none() {
             self.active += 1;
         }
-        slot.get_or_insert_with(VecDeque::new)
-            .push_back(Job { events, after });
+        slot.get_or_insert_with(VecDeque::new).push_back(Job {
+            events,
+            after,
+            marks: Vec::new(),
+        });
     }
 
     pub fn is_active(&self, id: usize) -> bool {
@@ -143,7 +148,7 @@ pub fn pump<S: Io>(
             replays.stop(id);
             return Pumped::Done;
         };
-        let step = history.replay(user, &job.events, &mut job.after, now, |item| {
+        let step = history.replay(user, &job.events, &mut job.after, &mut job.marks, now, |item| {
             if out.queued() >= LOW_WATER || spent >= TURN_BYTES {
                 return false;
             }
