@@ -383,19 +383,26 @@ impl<S: Io> Outbound<S> {
 
     /// Queues a replayed message (SPEC §8): not subject to the backlog
     /// limit, because the replay itself is paced — it adds only while the
-    /// queue is short. Only a failed socket refuses it.
+    /// queue is short. Never written at once: the replay writes its batch
+    /// with one `flush_out` (one `writev` for many messages, where writing
+    /// each at once would cost a system call per message). Only a failed
+    /// socket refuses it.
     pub fn replay(&mut self, frame: &Rc<[u8]>, key: Option<&KeyTag>) -> Admit {
-        let sent = match key {
+        if self.failed {
+            return Admit::Dead;
+        }
+        match key {
             Some(key) => {
                 self.forget_key(key);
-                self.send_keyed(frame, key)
+                let b = self.backlog();
+                if b.queue.is_empty() {
+                    b.sent = 0;
+                }
+                b.push_keyed(frame, key, frame.len());
             }
-            None => self.send_shared(frame),
-        };
-        match sent {
-            Ok(()) => Admit::Taken,
-            Err(_) => Admit::Dead,
+            None => self.append(|v| v.extend_from_slice(frame)),
         }
+        Admit::Taken
     }
 
     /// `send_shared` for a keyed message: kept whole in its own chunk, so

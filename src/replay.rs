@@ -167,7 +167,8 @@ pub fn pump<S: Io>(
             handed.bytes += p.text_len(envelope) as u64;
             true
         });
-        if dead {
+        // What this round queued leaves in one write.
+        if dead || out.flush_out().is_err() {
             return Pumped::Dead;
         }
         match step {
@@ -183,7 +184,9 @@ pub fn pump<S: Io>(
                 }
             }
             Step::More if out.queued() >= LOW_WATER => return Pumped::Waiting,
-            Step::More => return Pumped::Again,
+            Step::More if spent >= TURN_BYTES => return Pumped::Again,
+            // The socket took the round: on with the next one.
+            Step::More => {}
         }
     }
 }
