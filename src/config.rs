@@ -1190,4 +1190,53 @@ mod tests {
             assert!(e.contains(want), "{args:?}: {e}");
         }
     }
+
+    /// SPEC §8: off by default; flags and their env twins; the TTL must be
+    /// above 0 and the byte cap at least 1 KiB.
+    #[test]
+    fn history_settings() {
+        let c = run(&[]).unwrap();
+        assert_eq!(
+            (c.history, c.history_ttl, c.history_bytes),
+            (0, Duration::from_secs(300), 16 << 20)
+        );
+        let c = run(&[
+            "--history",
+            "100",
+            "--history-ttl",
+            "5m",
+            "--history-bytes",
+            "1048576",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.history, c.history_ttl, c.history_bytes),
+            (100, Duration::from_secs(300), 1 << 20)
+        );
+        let env = |k: &str| match k {
+            "WSPUSH_HISTORY" => Some("7".to_string()),
+            "WSPUSH_HISTORY_TTL" => Some("30s".to_string()),
+            "WSPUSH_HISTORY_BYTES" => Some("4096".to_string()),
+            _ => None,
+        };
+        let Ok(Cli::Run(c)) = parse_cli(Vec::<String>::new(), env) else {
+            panic!("env config")
+        };
+        assert_eq!(
+            (c.history, c.history_ttl, c.history_bytes),
+            (7, Duration::from_secs(30), 4096)
+        );
+        for (args, want) in [
+            (&["--history-ttl", "0"][..], "--history-ttl must be above 0"),
+            (
+                &["--history-bytes", "100"],
+                "--history-bytes must be at least 1024",
+            ),
+            (&["--history", "-1"], "--history: \"-1\" is not a whole number"),
+            (&["--history", "2000000"], "--history 2000000 is over the limit"),
+        ] {
+            let e = run(args).unwrap_err().0;
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
 }
