@@ -47,6 +47,12 @@ fn non_empty_str(obj: &Map<String, Value>, key: &str) -> Option<String> {
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<Command, Malformed> {
+    parse_resuming(text).map(|(cmd, _)| cmd)
+}
+
+/// Parses one text frame, with the cursor a register resumes from
+/// (`"since": C`, SPEC §8; `null` counts as none).
+pub fn parse_resuming(text: &str) -> Result<(Command, Option<String>), Malformed> {
     let malformed = |id: Option<Value>, reason| Err(Malformed { id, reason });
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
@@ -64,32 +70,47 @@ pub fn parse(text: &str) -> Result<Command, Malformed> {
     };
     if kind == "refresh" {
         return match non_empty_str(&obj, "token") {
-            Some(token) => Ok(Command {
-                id,
-                action: Action::Refresh { token },
-            }),
+            Some(token) => Ok((
+                Command {
+                    id,
+                    action: Action::Refresh { token },
+                },
+                None,
+            )),
             None => malformed(id, "token must be a non-empty string"),
         };
     }
     let Some(event) = non_empty_str(&obj, "event") else {
         return malformed(id, "event must be a non-empty string");
     };
+    let mut since = None;
     let action = match kind {
         "register" => {
             let Some(token) = non_empty_str(&obj, "token") else {
                 return malformed(id, "token must be a non-empty string");
             };
+            match field(&obj, "since") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s)) => since = Some(s.clone()),
+                Some(_) => return malformed(id, "since must be a string"),
+            }
             Action::Register { token, event }
         }
         "unregister" => Action::Unregister { event },
         _ => return malformed(id, "unknown command type"),
     };
-    Ok(Command { id, action })
+    Ok((Command { id, action }, since))
 }
 
 /// The success reply to a command that carried an `id`.
 pub fn ok_reply(id: &Value) -> String {
     serde_json::json!({ "id": id, "ok": true }).to_string()
+}
+
+/// The success reply to a register that asked to resume (`since`): says
+/// whether everything after the cursor follows (SPEC §8).
+pub fn resumed_reply(id: &Value, recovered: bool) -> String {
+    serde_json::json!({ "id": id, "ok": true, "recovered": recovered }).to_string()
 }
 
 /// The error reply: `code` is the close code the same failure gets without an `id`.
@@ -202,6 +223,20 @@ mod tests {
                 (Some(json!(1)), "token must be a non-empty string")
             );
         }
+    }
+
+    #[test]
+    fn a_register_may_resume_from_a_cursor() {
+        let (c, since) = parse_resuming(r#"{"token":"t","event":"e","since":"ab-12","id":1}"#).unwrap();
+        assert_eq!(c.action, reg("t", "e"));
+        assert_eq!(since.as_deref(), Some("ab-12"));
+        let (_, since) = parse_resuming(r#"{"token":"t","event":"e","Since":null}"#).unwrap();
+        assert_eq!(since, None);
+        let bad = parse_resuming(r#"{"token":"t","event":"e","since":12,"id":2}"#).unwrap_err();
+        assert_eq!((bad.id, bad.reason), (Some(json!(2)), "since must be a string"));
+        // Unregister has no use for it.
+        let (_, since) = parse_resuming(r#"{"type":"unregister","event":"e","since":"x"}"#).unwrap();
+        assert_eq!(since, None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::binder::BindError;
 use crate::close::{self, Close};
 use crate::command::{self, Action};
 use crate::conn::{Conn, State};
+use crate::delivery;
 use crate::hub::{Ending, Hub};
 use crate::log::Refusal;
 use crate::names;
@@ -54,6 +55,7 @@ pub(crate) fn drive(hub: &mut Hub, id: usize, conn: &mut Conn, input: bool, now:
     if conn.out.flush_out().is_err() {
         return false;
     }
+    delivery::pump_replay(hub, id, conn, now);
     if let State::Session(Session::Sse(s)) = &mut conn.state {
         s.finish(&mut conn.out);
     }
@@ -90,8 +92,8 @@ fn read_commands(hub: &mut Hub, id: usize, conn: &mut Conn, now: Instant) -> boo
 }
 
 fn on_text(hub: &mut Hub, id: usize, conn: &mut Conn, text: &str, now: Instant) {
-    let cmd = match command::parse(text) {
-        Ok(cmd) => cmd,
+    let (cmd, since) = match command::parse_resuming(text) {
+        Ok(parsed) => parsed,
         Err(bad) => {
             return on_other(
                 hub,
@@ -104,37 +106,49 @@ fn on_text(hub: &mut Hub, id: usize, conn: &mut Conn, text: &str, now: Instant) 
         }
     };
     let result = match cmd.action {
-        Action::Register { token, event } => register(hub, id, conn, &token, &event, now),
+        Action::Register { token, event } => register(hub, id, conn, &token, &event, since.as_deref(), now),
         Action::Unregister { event } => names::check_event(&event)
             .map(|()| {
                 hub.binder.unsubscribe(id, &event);
+                hub.replays.unsubscribe(id, &event);
+                None
             })
             .map_err(|why| Close::because(close::MALFORMED, why)),
-        Action::Refresh { token } => access::refresh(hub, id, conn, &token, now),
+        Action::Refresh { token } => access::refresh(hub, id, conn, &token, now).map(|()| None),
     };
     match (result, cmd.id) {
-        (Ok(()), Some(rid)) => reply(
+        (Ok(None), Some(rid)) => reply(
             hub,
             id,
             conn,
             data_frame(true, command::ok_reply(&rid).as_bytes()),
             now,
         ),
-        (Ok(()), None) => {}
+        (Ok(Some(recovered)), Some(rid)) => reply(
+            hub,
+            id,
+            conn,
+            data_frame(true, command::resumed_reply(&rid, recovered).as_bytes()),
+            now,
+        ),
+        (Ok(_), None) => {}
         (Err(why), rid) => refuse(hub, id, conn, rid, why, now),
     }
 }
 
 /// Binds the connection to the token's user and subscribes it to `event`;
-/// the latest token accepted sets the connection's expiry.
+/// the latest token accepted sets the connection's expiry. With `since`
+/// (SPEC §8), whether everything after that cursor follows (replayed
+/// from history, then live).
 fn register(
     hub: &mut Hub,
     id: usize,
     conn: &mut Conn,
     token: &str,
     event: &str,
+    since: Option<&str>,
     now: Instant,
-) -> Result<(), Close> {
+) -> Result<Option<bool>, Close> {
     names::check_event(event).map_err(|why| Close::because(close::MALFORMED, why))?;
     let peer = conn.peer;
     let grant = names::check_token(token)
@@ -150,6 +164,13 @@ fn register(
         Close::because(close::TOKEN_REJECTED, why)
     })?;
     access::may_register(hub, id, &grant, event, peer)?;
+    // Already subscribed: it gets the live messages now, and a replay
+    // would repeat some; the client is told to re-fetch instead.
+    let mut already = false;
+    if since.is_some() && hub.binder.user_of(id) == Some(grant.user.as_str()) {
+        hub.binder
+            .for_user_event(&grant.user, event, |c| already |= c == id);
+    }
     hub.binder
         .bind(id, &grant.user, event, hub.settings.cfg.max_events)
         .map_err(refusal_of)?;
@@ -158,7 +179,7 @@ fn register(
         ws.registered();
         ws.set_expiry(expiry(&grant, hub.unix_now, now));
     }
-    Ok(())
+    Ok(since.map(|since| !already && delivery::resume(hub, id, &grant.user, &[event], since, now) == [true]))
 }
 
 /// The close a refused binding gets.

@@ -99,6 +99,13 @@ pub struct Config {
     /// How long Redis may take to connect or answer before the node counts
     /// it as down (pushes then get 503 instead of hanging).
     pub redis_timeout: Duration,
+    /// Messages kept per stream for clients that resume (SPEC §8); 0:
+    /// real-time only, as the seed.
+    pub history: usize,
+    /// How long a kept message may be replayed.
+    pub history_ttl: Duration,
+    /// All kept messages together, in (estimated) bytes.
+    pub history_bytes: usize,
 }
 
 impl Default for Config {
@@ -139,6 +146,9 @@ impl Default for Config {
             redis_url_file: None,
             redis_channel: "wspush".into(),
             redis_timeout: Duration::from_secs(2),
+            history: 0,
+            history_ttl: Duration::from_secs(300),
+            history_bytes: 16 << 20,
         }
     }
 }
@@ -157,6 +167,9 @@ pub const MIN_DURATION: Duration = Duration::from_millis(1);
 pub const MAX_CONNECTIONS: usize = 10_000_000;
 /// Events per connection beyond this is a typo, not a plan.
 pub const MAX_EVENTS: usize = 100_000;
+/// Messages kept per stream beyond this is a typo too (the byte cap holds
+/// whatever it is).
+pub const MAX_HISTORY: usize = 1_000_000;
 
 /// A setting that could not be used, named the way the user wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +235,8 @@ impl Config {
             ),
             ("max-backlog-bytes", self.max_backlog_bytes, 1024, MAX_BYTES),
             ("max-body-bytes", self.max_body_bytes, 1, MAX_BYTES),
+            ("history", self.history, 0, MAX_HISTORY),
+            ("history-bytes", self.history_bytes, 1024, MAX_BYTES),
         ] {
             if value < min {
                 return err(format!("--{name} must be at least {min}"));
@@ -235,6 +250,7 @@ impl Config {
             ("ping-interval", self.ping_interval, true),
             ("request-timeout", self.request_timeout, false),
             ("redis-timeout", self.redis_timeout, false),
+            ("history-ttl", self.history_ttl, false),
         ] {
             if value.is_zero() && !zero_ok {
                 return err(format!("--{name} must be above 0"));
@@ -839,6 +855,37 @@ const FLAGS: &[Flag] = &[
         help: "time Redis has to connect or answer before pushes get 503 and the node reconnects (default 2)",
         set: |c, v| {
             c.redis_timeout = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "history",
+        env: "WSPUSH_HISTORY",
+        metavar: "N",
+        help: "keep the last N messages of each stream so a client that reconnects gets what it missed \
+               (register with \"since\", SSE Last-Event-ID); 0 = real-time only (default 0)",
+        set: |c, v| {
+            c.history = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "history-ttl",
+        env: "WSPUSH_HISTORY_TTL",
+        metavar: "SECS",
+        help: "with --history: how long a message is kept (default 300)",
+        set: |c, v| {
+            c.history_ttl = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "history-bytes",
+        env: "WSPUSH_HISTORY_BYTES",
+        metavar: "N",
+        help: "with --history: bytes all kept messages may use together, oldest evicted first (default 16777216)",
+        set: |c, v| {
+            c.history_bytes = parse_count(v)?;
             Ok(())
         },
     },
@@ -1773,5 +1820,54 @@ mod tests {
             assert_eq!(f.env, want);
         }
         assert!(FLAGS.iter().any(|f| f.name == "redis-url-file"));
+    }
+
+    /// SPEC §8: off by default; flags and their env twins; the TTL must be
+    /// above 0 and the byte cap at least 1 KiB.
+    #[test]
+    fn history_settings() {
+        let c = run(&[]).unwrap();
+        assert_eq!(
+            (c.history, c.history_ttl, c.history_bytes),
+            (0, Duration::from_secs(300), 16 << 20)
+        );
+        let c = run(&[
+            "--history",
+            "100",
+            "--history-ttl",
+            "5m",
+            "--history-bytes",
+            "1048576",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.history, c.history_ttl, c.history_bytes),
+            (100, Duration::from_secs(300), 1 << 20)
+        );
+        let env = |k: &str| match k {
+            "WSPUSH_HISTORY" => Some("7".to_string()),
+            "WSPUSH_HISTORY_TTL" => Some("30s".to_string()),
+            "WSPUSH_HISTORY_BYTES" => Some("4096".to_string()),
+            _ => None,
+        };
+        let Ok(Cli::Run(c)) = parse_cli(Vec::<String>::new(), env) else {
+            panic!("env config")
+        };
+        assert_eq!(
+            (c.history, c.history_ttl, c.history_bytes),
+            (7, Duration::from_secs(30), 4096)
+        );
+        for (args, want) in [
+            (&["--history-ttl", "0"][..], "--history-ttl must be above 0"),
+            (
+                &["--history-bytes", "100"],
+                "--history-bytes must be at least 1024",
+            ),
+            (&["--history", "-1"], "--history: \"-1\" is not a whole number"),
+            (&["--history", "2000000"], "--history 2000000 is over the limit"),
+        ] {
+            let e = run(args).unwrap_err().0;
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
     }
 }

@@ -152,13 +152,14 @@ impl Loop {
         } = parts;
         let now = Instant::now();
         let redis = match (&cfg.redis, redis_target) {
-            (Some(url), Some(target)) => Some(Redis::new(
-                url.clone(),
-                target,
-                &cfg.redis_channel,
-                cfg.redis_timeout,
-                now,
-            )),
+            (Some(url), Some(target)) => {
+                let r = Redis::new(url.clone(), target, &cfg.redis_channel, cfg.redis_timeout, now);
+                Some(if cfg.history > 0 {
+                    r.with_history(cfg.history_ttl)
+                } else {
+                    r
+                })
+            }
             _ => None,
         };
         let mut settings = Settings::new(cfg);

@@ -17,6 +17,7 @@ use crate::close::{self, Close};
 use crate::cluster::redis::{Outcome, Redis};
 use crate::config::Config;
 use crate::conn::{Conn, Peer, Socket, State};
+use crate::history::History;
 use crate::http::conn::{HttpConn, Timeout, READ_CHUNK};
 use crate::http::request::Limits;
 use crate::http::response::{Response, Style};
@@ -25,6 +26,7 @@ use crate::idle::{Entry, IdleQueue};
 use crate::listen::Role;
 use crate::metrics::Metrics;
 use crate::outbound::{discard_some, Drained, Io, Outbound};
+use crate::replay::Replays;
 use crate::session::{Session, Tick, Timeouts};
 use crate::slab::Slab;
 use crate::static_files::{self, StaticFile};
@@ -144,10 +146,15 @@ pub(crate) struct Hub {
     /// logged at `warn`.
     pub big_records: u64,
     pub big_record_warned_at: Option<Instant>,
+    /// With `--history` (SPEC §8): the retained messages, and the
+    /// connections being replayed what they missed.
+    pub history: Option<History>,
+    pub replays: Replays,
 }
 
 impl Hub {
     pub fn new(settings: Settings, hooks: Hooks, redis: Option<Redis<Asker>>) -> Hub {
+        let history = crate::history::for_config(&settings.cfg);
         Hub {
             clients: Clients::new(settings.cfg.max_connections_per_ip),
             settings,
@@ -171,6 +178,8 @@ impl Hub {
             http_cap_logged_at: None,
             big_records: 0,
             big_record_warned_at: None,
+            history,
+            replays: Replays::default(),
         }
     }
 
@@ -251,6 +260,7 @@ impl Hub {
         self.binder.unbind(id);
         self.clients.forget(id);
         self.clients.closed(conn.peer.ip());
+        self.replays.stop(id);
         self.metrics.connections.sub(t, 1);
         let timeouts = &self.settings.timeouts;
         match why {

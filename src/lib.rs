@@ -42,6 +42,7 @@ mod conn;
 mod delivery;
 mod event_loop;
 mod fields;
+mod history;
 /// The HTTP parsers; public for fuzz targets.
 #[doc(hidden)]
 pub mod http;
@@ -59,6 +60,7 @@ mod outbound;
 mod payload;
 mod proxy;
 mod push;
+mod replay;
 mod requests;
 mod secret;
 mod session;
@@ -542,6 +544,7 @@ impl Handle {
             users: distinct,
             event: event.to_string(),
             message,
+            key: None,
         })
     }
 
@@ -550,6 +553,7 @@ impl Handle {
         self.ask(PushRequest::Broadcast {
             event: event.to_string(),
             message: Value::String(message.to_string()),
+            key: None,
         })
     }
 

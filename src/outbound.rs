@@ -7,7 +7,7 @@
 //! command replies, a last close — are *sent* (small, bounded by what
 //! the peer asked for, and never dropped silently).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 use std::rc::Rc;
@@ -43,18 +43,29 @@ pub enum Admit {
     Dead,
 }
 
+/// A pushed message's latest-value key (SPEC §8) as a queue knows it:
+/// its stream and key in one string, the same `Rc` for every receiver.
+pub type KeyTag = Rc<str>;
+
 /// A piece of the outbound queue: bytes of our own, or a pushed frame
 /// shared with every other connection it went to.
 enum Chunk {
     Owned(Vec<u8>),
     Shared(Rc<[u8]>),
+    /// A message with a latest-value key: a newer one with the same key
+    /// takes it out while none of its bytes has left.
+    Keyed(Rc<[u8]>, KeyTag),
+    /// A keyed message taken out; its slot goes when it reaches the front
+    /// (or when the queue is compacted).
+    Gone,
 }
 
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Owned(v) => v,
-            Chunk::Shared(r) => r,
+            Chunk::Shared(r) | Chunk::Keyed(r, _) => r,
+            Chunk::Gone => &[],
         }
     }
 }
@@ -103,6 +114,13 @@ struct Backlog {
     queued: usize,
     /// Most bytes queued since the backlog began.
     high_water: usize,
+    /// How many chunks left the front so far: chunk `i` of the queue was
+    /// the `popped + i`-th ever queued, which is how `keyed` finds it.
+    popped: u64,
+    /// Each waiting keyed message's key → its number (see `popped`).
+    keyed: HashMap<KeyTag, u64>,
+    /// `Gone` slots in the queue.
+    gone: usize,
 }
 
 impl Backlog {
@@ -117,8 +135,82 @@ impl Backlog {
                 return;
             }
             written -= left;
-            self.queue.pop_front();
+            self.pop_front();
             self.sent = 0;
+        }
+    }
+
+    fn pop_front(&mut self) {
+        match self.queue.pop_front() {
+            Some(Chunk::Keyed(_, key)) if self.keyed.get(&key) == Some(&self.popped) => {
+                self.keyed.remove(&key);
+            }
+            Some(Chunk::Gone) => self.gone -= 1,
+            _ => {}
+        }
+        self.popped += 1;
+    }
+
+    /// Drops the slots of messages taken out from the front, so the next
+    /// write starts with bytes.
+    fn skip_gone(&mut self) {
+        while matches!(self.queue.front(), Some(Chunk::Gone)) {
+            self.pop_front();
+        }
+    }
+
+    fn push_keyed(&mut self, frame: &Rc<[u8]>, key: &KeyTag, rest: usize) {
+        let number = self.popped + self.queue.len() as u64;
+        self.queue
+            .push_back(Chunk::Keyed(Rc::clone(frame), Rc::clone(key)));
+        self.keyed.insert(Rc::clone(key), number);
+        self.queued += rest;
+        self.high_water = self.high_water.max(self.queued);
+    }
+
+    /// Takes the waiting message with `key` out, unless some of it was
+    /// written already (half a frame cannot be taken back).
+    fn forget(&mut self, key: &str) {
+        let Some(number) = self.keyed.remove(key) else {
+            return;
+        };
+        let i = (number - self.popped) as usize;
+        if i == 0 && self.sent > 0 {
+            return;
+        }
+        if let Some(slot) = self.queue.get_mut(i) {
+            self.queued -= slot.bytes().len();
+            *slot = Chunk::Gone;
+            self.gone += 1;
+        }
+        self.compact();
+    }
+
+    /// Taken-out slots pile up behind a front that is slow to leave (a
+    /// ticker replacing its value 1,000 times a second): once they are
+    /// most of the queue, the queue is rebuilt without them. Each slot is
+    /// dropped once, so this is O(1) amortised per message.
+    fn compact(&mut self) {
+        if self.gone < 32 || self.gone * 2 < self.queue.len() {
+            return;
+        }
+        let old = std::mem::take(&mut self.queue);
+        self.queue = old.into_iter().filter(|c| !matches!(c, Chunk::Gone)).collect();
+        self.gone = 0;
+        self.keyed.clear();
+        for (i, c) in self.queue.iter().enumerate() {
+            if let Chunk::Keyed(_, key) = c {
+                // A later one with the same key wins: it is the newer.
+                self.keyed.insert(Rc::clone(key), self.popped + i as u64);
+            }
+        }
+        if self.sent > 0 {
+            // The front is half written: never to be taken out.
+            if let Some(Chunk::Keyed(_, key)) = self.queue.front() {
+                if self.keyed.get(key) == Some(&self.popped) {
+                    self.keyed.remove(key);
+                }
+            }
         }
     }
 }
@@ -166,6 +258,7 @@ impl<S: Io> Outbound<S> {
         let Some(b) = self.backlog.as_mut() else {
             return Ok(true);
         };
+        b.skip_gone();
         while !b.queue.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n = 0;
@@ -176,7 +269,10 @@ impl<S: Io> Outbound<S> {
             }
             match self.io.write_vectored(&slices[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => b.consume(written),
+                Ok(written) => {
+                    b.consume(written);
+                    b.skip_gone();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -264,6 +360,75 @@ impl<S: Io> Outbound<S> {
             Ok(()) => Admit::Taken,
             Err(_) => Admit::Dead,
         }
+    }
+
+    /// Offers one pushed message that may carry a latest-value key: a
+    /// waiting message with the same key is taken out first (SPEC §8), so
+    /// a reader that only needs the latest value never falls behind by
+    /// more than one message per key; then the slow-consumer rule applies.
+    pub fn admit_keyed(&mut self, frame: &Rc<[u8]>, key: Option<&KeyTag>) -> Admit {
+        let Some(key) = key else {
+            return self.admit(frame);
+        };
+        self.forget_key(key);
+        if self.queued() + frame.len() > self.limit {
+            return Admit::Over;
+        }
+        match self.send_keyed(frame, key) {
+            Ok(()) => Admit::Taken,
+            Err(_) => Admit::Dead,
+        }
+    }
+
+    /// Takes the waiting message with `key` out (if none of it left yet).
+    pub fn forget_key(&mut self, key: &str) {
+        if let Some(b) = self.backlog.as_mut() {
+            b.forget(key);
+        }
+    }
+
+    /// Queues a replayed message (SPEC §8): not subject to the backlog
+    /// limit, because the replay itself is paced — it adds only while the
+    /// queue is short. Never written at once: the replay writes its batch
+    /// with one `flush_out` (one `writev` for many messages, where writing
+    /// each at once would cost a system call per message). Only a failed
+    /// socket refuses it.
+    pub fn replay(&mut self, frame: &Rc<[u8]>, key: Option<&KeyTag>) -> Admit {
+        if self.failed {
+            return Admit::Dead;
+        }
+        match key {
+            Some(key) => {
+                self.forget_key(key);
+                let b = self.backlog();
+                if b.queue.is_empty() {
+                    b.sent = 0;
+                }
+                b.push_keyed(frame, key, frame.len());
+            }
+            None => self.append(|v| v.extend_from_slice(frame)),
+        }
+        Admit::Taken
+    }
+
+    /// `send_shared` for a keyed message: kept whole in its own chunk, so
+    /// it can be taken out again.
+    fn send_keyed(&mut self, frame: &Rc<[u8]>, key: &KeyTag) -> io::Result<()> {
+        let written = if self.backlog.is_none() {
+            write_until_blocked(&mut self.io, frame)?
+        } else {
+            0
+        };
+        let rest = frame.len() - written;
+        if rest == 0 {
+            return Ok(());
+        }
+        let b = self.backlog();
+        if b.queue.is_empty() {
+            b.sent = written;
+        }
+        b.push_keyed(frame, key, rest);
+        Ok(())
     }
 
     /// Whether a big backlog was written or dropped since the last call
@@ -468,6 +633,50 @@ mod tests {
         assert_eq!(out.admit(&frame), Admit::Over);
         out.send(&[b'y'; 80]);
         assert_eq!(out.queued(), 140);
+    }
+
+    /// SPEC §8 latest-value keys: a newer message with the same key takes
+    /// the waiting one out (the newer goes at the end); a half-written one
+    /// stays; other keys and unkeyed messages are untouched; the queue's
+    /// size counts only what is left, so a ticker never reaches the limit.
+    #[test]
+    fn a_newer_keyed_message_replaces_the_waiting_one() {
+        let io = MemIo {
+            room: Some(3),
+            ..MemIo::default()
+        };
+        let mut out = Outbound::new(io, 64);
+        let frame = |s: &str| -> Rc<[u8]> { Rc::from(s.as_bytes()) };
+        let (a, b): (KeyTag, KeyTag) = (Rc::from("a"), Rc::from("b"));
+        // The first is written in part: it can no longer be taken out.
+        assert_eq!(out.admit_keyed(&frame("A1....."), Some(&a)), Admit::Taken);
+        assert_eq!(out.admit_keyed(&frame("B1"), Some(&b)), Admit::Taken);
+        assert_eq!(out.admit(&frame("plain")), Admit::Taken);
+        for i in 2..1000 {
+            let f = frame(&format!("A{i:03}"));
+            assert_eq!(out.admit_keyed(&f, Some(&a)), Admit::Taken, "{i}");
+            assert!(out.queued() <= 64);
+        }
+        assert_eq!(out.admit_keyed(&frame("B2"), Some(&b)), Admit::Taken);
+        // Taken-out slots do not pile up.
+        assert!(out.backlog.as_ref().unwrap().queue.len() < 80);
+        out.io.room = None;
+        assert!(out.flush_out().unwrap());
+        assert_eq!(String::from_utf8_lossy(&out.io.written), "A1.....plainA999B2");
+        // Nothing waits: a keyed message is written at once.
+        assert_eq!(out.admit_keyed(&frame("A-now"), Some(&a)), Admit::Taken);
+        assert!(out.io.written.ends_with(b"A-now"));
+        // A replayed message may go past the limit (the replay paces
+        // itself) and is still replaced by a newer value.
+        out.io.room = Some(0);
+        let big: Rc<[u8]> = Rc::from(vec![b'r'; 100]);
+        assert_eq!(out.replay(&big, Some(&b)), Admit::Taken);
+        assert_eq!(out.queued(), 100);
+        assert_eq!(out.admit_keyed(&frame("B3"), Some(&b)), Admit::Taken);
+        assert_eq!(out.queued(), 2);
+        out.forget_key("b");
+        assert_eq!(out.queued(), 0);
+        assert!(out.flush_out().unwrap(), "only taken-out slots were left");
     }
 
     /// A write to a socket the peer reset: the error is not lost with the

@@ -7,6 +7,7 @@
 //! fit a receiver's backlog is refused at the push (`fits`), instead of
 //! closing every receiver with 4008.
 
+use crate::outbound::KeyTag;
 use crate::session::sse;
 use crate::session::ws::data_frame;
 use serde::Serialize;
@@ -15,20 +16,55 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-/// The envelope a receiver in envelope mode gets: `{"event":E,"message":M}`.
+/// The envelope a receiver in envelope mode gets: `{"event":E,"message":M}`,
+/// and `"cursor":C` after them with history on (SPEC §8).
 struct Envelope<'a> {
     event: &'a str,
     message: &'a Value,
+    cursor: Option<&'a str>,
 }
 
 impl Serialize for Envelope<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(2))?;
+        let mut map = s.serialize_map(Some(2 + usize::from(self.cursor.is_some())))?;
         map.serialize_entry("event", self.event)?;
         map.serialize_entry("message", self.message)?;
+        if let Some(c) = self.cursor {
+            map.serialize_entry("cursor", c)?;
+        }
         map.end()
     }
+}
+
+/// The envelope of a message kept as text (a replay from history): the
+/// same bytes `Envelope` writes for the `Value` it came from, since a
+/// non-string message is kept as its compact JSON.
+fn stored_envelope(event: &str, text: &str, is_string: bool, cursor: Option<&str>) -> String {
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut out = String::with_capacity(text.len() + event.len() + 48);
+    out.push_str("{\"event\":");
+    out.push_str(&quote(event));
+    out.push_str(",\"message\":");
+    if is_string {
+        out.push_str(&quote(text));
+    } else {
+        out.push_str(text);
+    }
+    if let Some(c) = cursor {
+        out.push_str(",\"cursor\":");
+        out.push_str(&quote(c));
+    }
+    out.push('}');
+    out
+}
+
+/// Where a payload's message comes from.
+enum Msg<'a> {
+    /// A push: the checked JSON value.
+    Value(&'a Value),
+    /// A replay: the raw text, and whether it was a JSON string.
+    Stored { is_string: bool },
 }
 
 /// The message as a raw receiver gets it: a string byte for byte (as the
@@ -42,8 +78,12 @@ fn raw_text(message: &Value) -> Cow<'_, str> {
 
 pub struct Payload<'a> {
     event: &'a str,
-    message: &'a Value,
+    message: Msg<'a>,
     text: Cow<'a, str>,
+    /// The message's cursor, with history on.
+    cursor: Option<&'a str>,
+    /// Its latest-value key (stream and key), if it has one.
+    key: Option<KeyTag>,
     envelope: OnceCell<String>,
     /// WebSocket frames: raw, envelope.
     ws: [OnceCell<Rc<[u8]>>; 2],
@@ -55,21 +95,65 @@ impl<'a> Payload<'a> {
     pub fn new(event: &'a str, message: &'a Value) -> Payload<'a> {
         Payload {
             event,
-            message,
+            message: Msg::Value(message),
             text: raw_text(message),
+            cursor: None,
+            key: None,
             envelope: OnceCell::new(),
             ws: Default::default(),
             sse: Default::default(),
         }
     }
 
+    /// A message kept in history as its raw text (see `history::Item`).
+    pub fn stored(event: &'a str, text: &'a str, is_string: bool) -> Payload<'a> {
+        Payload {
+            event,
+            message: Msg::Stored { is_string },
+            text: Cow::Borrowed(text),
+            cursor: None,
+            key: None,
+            envelope: OnceCell::new(),
+            ws: Default::default(),
+            sse: Default::default(),
+        }
+    }
+
+    /// With history on: the cursor goes into the envelope and SSE's `id:`.
+    pub fn with_cursor(mut self, cursor: Option<&'a str>) -> Payload<'a> {
+        self.cursor = cursor;
+        self
+    }
+
+    pub fn with_key(mut self, key: Option<KeyTag>) -> Payload<'a> {
+        self.key = key;
+        self
+    }
+
+    pub fn key(&self) -> Option<&KeyTag> {
+        self.key.as_ref()
+    }
+
+    pub fn event(&self) -> &str {
+        self.event
+    }
+
+    /// The text a raw receiver gets (what history keeps).
+    pub fn raw(&self) -> &str {
+        &self.text
+    }
+
     fn envelope_text(&self) -> &str {
-        self.envelope.get_or_init(|| {
-            let env = Envelope {
-                event: self.event,
-                message: self.message,
-            };
-            serde_json::to_string(&env).unwrap_or_default()
+        self.envelope.get_or_init(|| match self.message {
+            Msg::Value(message) => {
+                let env = Envelope {
+                    event: self.event,
+                    message,
+                    cursor: self.cursor,
+                };
+                serde_json::to_string(&env).unwrap_or_default()
+            }
+            Msg::Stored { is_string } => stored_envelope(self.event, &self.text, is_string, self.cursor),
         })
     }
 
@@ -92,8 +176,8 @@ impl<'a> Payload<'a> {
     pub fn sse(&self, envelope: bool, chunked: bool) -> &Rc<[u8]> {
         self.sse[usize::from(envelope) * 2 + usize::from(chunked)].get_or_init(|| {
             let text = self.text(envelope);
-            let mut block = Vec::with_capacity(sse::event_block_len(self.event, text, None));
-            sse::event_block(&mut block, self.event, text, None);
+            let mut block = Vec::with_capacity(sse::event_block_len(self.event, text, self.cursor));
+            sse::event_block(&mut block, self.event, text, self.cursor);
             if !chunked {
                 return Rc::from(block);
             }
@@ -156,7 +240,11 @@ fn ws_frame_len(payload: usize) -> usize {
 /// string) on WebSocket, or an SSE event, whose raw form repeats `data: `
 /// on every line of the text.
 pub fn largest_form(event: &str, message: &Value) -> usize {
-    let envelope = json_len(&Envelope { event, message });
+    let envelope = json_len(&Envelope {
+        event,
+        message,
+        cursor: None,
+    });
     let ws = ws_frame_len(envelope);
     let sse_env = sse::event_block_len(event, "", None) + envelope;
     let sse_raw = match message {
@@ -166,6 +254,20 @@ pub fn largest_form(event: &str, message: &Value) -> usize {
     };
     let sse = sse_env.max(sse_raw);
     ws.max(sse + sse::frame_overhead(sse, true))
+}
+
+/// The most a cursor adds to any form of a message: `,"cursor":"C"` in
+/// the envelope and `id: C` in an SSE event (a cursor is at most 8 hex
+/// digits and two 20-digit numbers with their dashes), and a longer chunk
+/// size line.
+pub const CURSOR_ROOM: usize = 128;
+
+/// Keys that identify a latest-value message in a backlog: the stream
+/// (user or broadcast: a connection has one user) and the key, one `Rc`
+/// per push shared by every receiver.
+pub fn key_tag(broadcast: bool, event: &str, key: &str) -> KeyTag {
+    let kind = if broadcast { "b" } else { "u" };
+    Rc::from(format!("{kind}\u{0}{event}\u{0}{key}"))
 }
 
 /// SPEC §12: whether every form of this message fits `limit` (the backlog
@@ -227,6 +329,45 @@ mod tests {
             format!("{:x}\r\n{block}\r\n", block.len()).as_bytes()
         );
         assert!(Rc::ptr_eq(p.sse(true, true), p.sse(true, true)), "built once");
+    }
+
+    /// With history on the envelope ends with the cursor and SSE events
+    /// carry `id:`; a message replayed from its kept text is written with
+    /// exactly the bytes it was pushed with.
+    #[test]
+    fn cursors_and_replayed_messages() {
+        let messages = [
+            json!("a \"quoted\" é\nline"),
+            json!({"b": 1, "a": [true, 2.5, null, "x\u{0}"]}),
+            json!(42),
+            json!([]),
+        ];
+        for m in &messages {
+            let live = Payload::new("ev\"", m).with_cursor(Some("c0ffee00-7"));
+            let env: Value = serde_json::from_str(&text_of(live.ws(true))).unwrap();
+            assert_eq!(
+                env,
+                json!({"event": "ev\"", "message": m, "cursor": "c0ffee00-7"})
+            );
+            assert!(text_of(live.ws(true)).ends_with(r#","cursor":"c0ffee00-7"}"#));
+            let sse = String::from_utf8(live.sse(false, false).to_vec()).unwrap();
+            assert!(sse.ends_with("\nid: c0ffee00-7\n\n"), "{sse}");
+            let kept = Payload::stored("ev\"", live.raw(), m.is_string()).with_cursor(Some("c0ffee00-7"));
+            for envelope in [false, true] {
+                assert_eq!(live.ws(envelope), kept.ws(envelope), "{m}");
+                for chunked in [false, true] {
+                    assert_eq!(live.sse(envelope, chunked), kept.sse(envelope, chunked), "{m}");
+                }
+            }
+            // Raw WebSocket messages never change: no room for a cursor.
+            assert_eq!(live.ws(false), Payload::new("ev\"", m).ws(false));
+        }
+        let fat = "c".repeat(8) + "-" + &u64::MAX.to_string() + "-" + &u64::MAX.to_string();
+        let m = json!("x");
+        let p = Payload::new("e", &m).with_cursor(Some(&fat));
+        let bare = Payload::new("e", &m);
+        assert!(p.sse(true, true).len() - bare.sse(true, true).len() <= CURSOR_ROOM);
+        assert!(p.ws(true).len() - bare.ws(true).len() <= CURSOR_ROOM);
     }
 
     /// The size check agrees with the frames actually built, on both sides

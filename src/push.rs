@@ -28,9 +28,16 @@ pub enum PushRequest {
         users: Vec<String>,
         event: String,
         message: Value,
+        /// Latest-value key (SPEC §8): a newer message with the same key
+        /// on the same stream replaces this one wherever it still waits.
+        key: Option<String>,
     },
     /// Deliver to every connection subscribed to `event`.
-    Broadcast { event: String, message: Value },
+    Broadcast {
+        event: String,
+        message: Value,
+        key: Option<String>,
+    },
     /// Close the user's connections (those subscribed to `event` if given)
     /// with 4000, or with 4001 when they must not `reconnect`.
     Drop {
@@ -52,7 +59,7 @@ impl PushRequest {
     /// The event and message of a push or broadcast.
     pub fn message(&self) -> Option<(&str, &Value)> {
         match self {
-            PushRequest::Push { event, message, .. } | PushRequest::Broadcast { event, message } => {
+            PushRequest::Push { event, message, .. } | PushRequest::Broadcast { event, message, .. } => {
                 Some((event, message))
             }
             PushRequest::Drop { .. } => None,
@@ -77,14 +84,21 @@ impl serde::Serialize for PushRequest {
                 users,
                 event,
                 message,
+                key,
             } => {
                 map.serialize_entry("userIds", users)?;
                 map.serialize_entry("event", event)?;
                 map.serialize_entry("message", message)?;
+                if let Some(key) = key {
+                    map.serialize_entry("key", key)?;
+                }
             }
-            PushRequest::Broadcast { event, message } => {
+            PushRequest::Broadcast { event, message, key } => {
                 map.serialize_entry("event", event)?;
                 map.serialize_entry("message", message)?;
+                if let Some(key) = key {
+                    map.serialize_entry("key", key)?;
+                }
             }
             PushRequest::Drop {
                 user,
@@ -197,6 +211,7 @@ struct Fields<'a> {
     event: Field<'a, Json<'a>>,
     message: Field<'a, Value>,
     reconnect: Field<'a, Json<'a>>,
+    key: Field<'a, Json<'a>>,
 }
 
 impl<'de> Fields<'de> {
@@ -207,6 +222,7 @@ impl<'de> Fields<'de> {
             event: Field::new(),
             message: Field::new(),
             reconnect: Field::new(),
+            key: Field::new(),
         }
     }
 }
@@ -241,6 +257,8 @@ impl<'de> Visitor<'de> for &mut Fields<'de> {
                 self.message.offer("message", key, map.next_value()?);
             } else if is("reconnect") {
                 self.reconnect.offer("reconnect", key, map.next_value()?);
+            } else if is("key") {
+                self.key.offer("key", key, map.next_value()?);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -323,6 +341,7 @@ impl Fields<'_> {
                 &[
                     ("message", Self::has(&self.message)),
                     ("userIds", Self::has(&self.user_ids)),
+                    ("key", Self::has(&self.key)),
                 ],
             ),
         };
@@ -339,6 +358,17 @@ fn reconnect(v: Option<Json<'_>>) -> Result<bool, String> {
         None => Ok(true),
         Some(Json::Bool(b)) => Ok(b),
         Some(_) => Err("reconnect must be a boolean".into()),
+    }
+}
+
+/// A push's latest-value `key`: absent or null for none, else a
+/// non-empty string of at most `names::MAX_NAME_BYTES`.
+fn latest_key(v: Option<Json<'_>>) -> Result<Option<String>, String> {
+    match v {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Str(s)) if s.len() > names::MAX_NAME_BYTES => Err("key too long".into()),
+        Some(Json::Str(s)) if !s.is_empty() => Ok(Some(s.into_owned())),
+        Some(_) => Err("key must be a non-empty string".into()),
     }
 }
 
@@ -373,10 +403,12 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<PushRequest, String> {
             users: users(f.user_id.take(), f.user_ids.take())?,
             event: non_empty_string(f.event.take(), "event")?,
             message: message(f.message.take())?,
+            key: latest_key(f.key.take())?,
         },
         Endpoint::Broadcast => PushRequest::Broadcast {
             event: non_empty_string(f.event.take(), "event")?,
             message: message(f.message.take())?,
+            key: latest_key(f.key.take())?,
         },
         Endpoint::Drop => PushRequest::Drop {
             user: non_empty_string(f.user_id.take(), "userId")?,
@@ -407,7 +439,8 @@ mod tests {
             PushRequest::Push {
                 users: vec!["aaa".into()],
                 event: "topic1".into(),
-                message: json!("hi")
+                message: json!("hi"),
+                key: None
             }
         );
     }
@@ -420,7 +453,8 @@ mod tests {
             PushRequest::Push {
                 users: vec!["b".into(), "a".into()],
                 event: "e".into(),
-                message: json!({"k": 1})
+                message: json!({"k": 1}),
+                key: None
             }
         );
     }
@@ -460,7 +494,8 @@ mod tests {
             parse(Endpoint::Broadcast, br#"{"event":"e","message":[1,2]}"#).unwrap(),
             PushRequest::Broadcast {
                 event: "e".into(),
-                message: json!([1, 2])
+                message: json!([1, 2]),
+                key: None
             }
         );
         assert!(parse(Endpoint::Broadcast, br#"{"event":"e"}"#).is_err());
@@ -530,11 +565,13 @@ mod tests {
                     users,
                     event: string(field(&obj, "event"))?,
                     message: message?,
+                    key: None,
                 }
             }
             Endpoint::Broadcast => PushRequest::Broadcast {
                 event: string(field(&obj, "event"))?,
                 message: message?,
+                key: None,
             },
             Endpoint::Drop => PushRequest::Drop {
                 user: string(field(&obj, "userId"))?,
@@ -685,6 +722,32 @@ mod tests {
                 event: None,
                 reconnect: false
             })
+        );
+    }
+
+    /// SPEC §8: `key` on a push or broadcast, carried through; refused on
+    /// a drop, and when it is not a non-empty string.
+    #[test]
+    fn latest_value_keys() {
+        let r = push(r#"{"userId":"u","event":"e","message":"m","key":"AAPL"}"#).unwrap();
+        assert!(matches!(r, PushRequest::Push { key: Some(k), .. } if k == "AAPL"));
+        let r = parse(Endpoint::Broadcast, br#"{"event":"e","message":1,"Key":"k"}"#).unwrap();
+        assert!(matches!(r, PushRequest::Broadcast { key: Some(k), .. } if k == "k"));
+        let r = push(r#"{"userId":"u","event":"e","message":"m","key":null}"#).unwrap();
+        assert!(matches!(r, PushRequest::Push { key: None, .. }));
+        for bad in [r#""""#, "1", "[\"k\"]", "true"] {
+            let body = format!(r#"{{"userId":"u","event":"e","message":"m","key":{bad}}}"#);
+            assert_eq!(
+                push(&body),
+                Err("key must be a non-empty string".into()),
+                "{body}"
+            );
+        }
+        let long = json!({"userId": "u", "event": "e", "message": "m", "key": "k".repeat(257)}).to_string();
+        assert_eq!(push(&long), Err("key too long".into()));
+        assert_eq!(
+            parse(Endpoint::Drop, br#"{"userId":"u","key":"k"}"#),
+            Err("a drop takes no key".into())
         );
     }
 

@@ -25,7 +25,7 @@ use crate::metrics::{Gauges, RedisGauges};
 use crate::names;
 use crate::proxy;
 use crate::push;
-use crate::session::sse::SseSession;
+use crate::session::sse::{self, SseSession};
 use crate::session::ws::WsSession;
 use crate::session::Session;
 use crate::slab::Slab;
@@ -59,6 +59,8 @@ struct Stream {
     envelope: bool,
     /// The allowed `Origin` to echo in `Access-Control-Allow-Origin`.
     origin: Option<String>,
+    /// The cursor to resume from (SPEC §8): `Last-Event-ID`, else `?since=`.
+    since: Option<String>,
 }
 
 /// Reads, answers and writes an HTTP connection until it has nothing to
@@ -328,7 +330,11 @@ fn metrics(hub: &Hub) -> Response {
             publish_latency: &hub.metrics.redis_publish_latency,
         }),
     };
-    let mut r = Response::text(200, hub.metrics.render(&gauges));
+    let mut text = hub.metrics.render(&gauges);
+    if let Some(h) = &hub.history {
+        h.render_metrics(&mut text);
+    }
+    let mut r = Response::text(200, text);
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r
 }
@@ -405,6 +411,7 @@ fn open_stream(hub: &mut Hub, head: &Head, peer: Peer, style: Style) -> Result<S
     let refuse = |status, why: &str, code| cors(Response::refusal(status, why, code, json));
     let mut events: Vec<String> = Vec::new();
     let mut token = None;
+    let mut since = None;
     for pair in query::pairs(&head.query) {
         let Some((k, v)) = pair else {
             return Err(refuse(400, "malformed query string", close::MALFORMED));
@@ -425,6 +432,7 @@ fn open_stream(hub: &mut Hub, head: &Head, peer: Peer, style: Style) -> Result<S
                 }
             }
             "token" => token = Some(v),
+            "since" => since = Some(v.into_owned()),
             _ => {}
         }
     }
@@ -475,11 +483,14 @@ fn open_stream(hub: &mut Hub, head: &Head, peer: Peer, style: Style) -> Result<S
     if let Some(resp) = no_room(hub, peer, "event stream", json) {
         return Err(cors(resp));
     }
+    // The header wins: EventSource sends it by itself on a reconnect.
+    let since = head.header("Last-Event-ID").map(str::to_string).or(since);
     Ok(Stream {
         grant,
         events,
         envelope: query::flag(&head.query, "envelope"),
         origin: origin.map(str::to_string),
+        since: since.filter(|s| !s.is_empty()),
     })
 }
 
@@ -522,6 +533,17 @@ fn become_sse(hub: &mut Hub, id: usize, conn: &mut Conn, stream: Stream, style: 
         let _ = hub
             .binder
             .bind(id, &stream.grant.user, event, hub.settings.cfg.max_events);
+    }
+    if let Some(since) = &stream.since {
+        let events: Vec<&str> = stream.events.iter().map(String::as_str).collect();
+        let recovered = delivery::resume(hub, id, &stream.grant.user, &events, since, now);
+        for (event, ok) in events.iter().zip(recovered) {
+            if !ok {
+                let mut bytes = Vec::new();
+                sse::gap_event(&mut bytes, event, style.http10);
+                conn.out.send(&bytes);
+            }
+        }
     }
     debug!(
         "event stream from {} for {} event(s) of a user",

@@ -99,6 +99,14 @@ export interface Options {
    * client is then "closed" and does not reconnect. (Close 4000, a plain
    * /drop, reconnects.) */
   onclose?: (info: CloseInfo) => void;
+  /** With a server started with --history: a re-register (after a
+   * reconnect) carried the event's last cursor as "since" (over SSE the
+   * reopened stream carries since= the last cursor seen), and the server
+   * said it cannot replay everything missed since (evicted, another server
+   * process, unknown cursor). Only live messages follow: re-fetch the
+   * event's state. When it can, the missed messages arrive first, in order,
+   * each once, and this is not called. */
+  onGap?: (event: string) => void;
 }
 
 export interface Client {
@@ -109,6 +117,7 @@ export interface Client {
   onstatechange: ((state: State, info?: StateInfo) => void) | null;
   onAuthError: ((error: AuthError) => void) | null;
   onclose: ((info: CloseInfo) => void) | null;
+  onGap: ((event: string) => void) | null;
   /** Registers the event (now, or as soon as the connection opens) and keeps
    * it registered across reconnects. Subscribing again replaces the handler.
    * Resolves on the server's ok reply; rejects with a WspushError. Over SSE

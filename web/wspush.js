@@ -1,26 +1,9 @@
 /* wspush browser client (no dependencies), served by wspush at /wspush.js:
  * a classic script (global `wspush`), the body of wspush.mjs, or CommonJS.
- * See README.md for the details.
- *
  *   var c = wspush.connect("wss://example.com/ws", { token: "aaa" });
  *   c.subscribe("news", function (message, event) { ... }).catch(...);
- *
- * transport "auto" (default): WebSocket, then SSE (EventSource on sseUrl,
- * default: the URL as http(s) with path /sse) after 3 failed opens in a row;
- * or "websocket", "sse". Handlers, promises and states are the same on both.
- * In SSE, subscribe/unsubscribe reopen the stream (once per tick) and settle
- * when it opens, or reject if it fails first. Else they settle on the
- * server's {"id"} reply; a drop first rejects a pending subscribe (kept,
- * registered again) and resolves an unsubscribe. With nothing subscribed the
- * client waits for subscribe() to reconnect.
- * Reconnect delay: random(0, min(30 s, 0.5 s * 2^(n-1))); n += 1 per
- * failure, 2 after close 1013 or a failed open (how HTTP 503 shows); n = 0
- * after 10 s open; after 3 failed opens in a row, random(15 s, 30 s).
- * Close 4401/4403 or such a reply: onAuthError, "closed" (a `token` function
- * is first asked once for a fresh token). 4001: "closed", onclose. 4000
- * reconnects. A `token` function's JWT is renewed at min(80 % of its life,
- * exp - 30 s), not before half of it (a refresh command; SSE: a new stream).
- * Options starting with _ are for tests.
+ * How it behaves (transports, reconnect delays, auth errors, token refresh,
+ * resume): web/README.md. Options starting with _ are for tests.
  */
 (function (G) {
   "use strict";
@@ -66,6 +49,7 @@
       cur, // query() of the current stream
       due = 0, // a reopen is due
       lastId = 0,
+      lc, // the last cursor seen
       fails = 0,
       early = 0, // attempts in a row that failed before opening
       openedAt = 0,
@@ -82,6 +66,7 @@
       onstatechange: o.onstatechange || null,
       onAuthError: o.onAuthError || null,
       onclose: o.onclose || null,
+      onGap: o.onGap || null,
       subscribe: function (event, handler) {
         return new Promise(function (resolve, reject) {
           if (st == "closed") return reject(failure(1000, "client closed"));
@@ -134,7 +119,7 @@
     function register(s, event) {
       var w = s.w;
       s.w = [];
-      send({ token: token, event: event }, event, w, false);
+      send({ token: token, event: event, since: s.c }, event, w, false);
     }
 
     function query() {
@@ -179,7 +164,7 @@
           sched((token = v));
           var s;
           if (sse) {
-            s = ws = new ES(addQuery(sseUrl, "envelope=1&token=" + encodeURIComponent(v || "") + (cur = query())));
+            s = ws = new ES(addQuery(sseUrl, "envelope=1&token=" + encodeURIComponent(v || "") + (cur = query()) + (lc ? "&since=" + encodeURIComponent(lc) : "")));
             var on = function (e) {
               var m;
               try {
@@ -189,12 +174,16 @@
               if (e.type == "close" && m.event === undefined) {
                 s.close();
                 closed(m.code, m.reason);
-              } else if (m.message !== undefined) message(env ? e.data : typeof m.message == "string" ? m.message : JSON.stringify(m.message));
+              } else if (m.message !== undefined) {
+                if (e.lastEventId) lc = e.lastEventId;
+                message(env ? e.data : typeof m.message == "string" ? m.message : JSON.stringify(m.message));
+              } else if (m.recovered === false) gap(m.event);
             };
             subs.forEach(function (x, e) {
               s.addEventListener(e, on);
             });
             s.addEventListener("close", on);
+            s.addEventListener("gap", on);
           } else {
             s = ws = new WS(wsUrl);
             s.onmessage = function (e) {
@@ -334,6 +323,7 @@
         pend.delete(m.id);
         if (m.ok) {
           if (!p.u) retried = false;
+          if (m.recovered === false) gap(p.e);
           return settle(p.w);
         }
         var err = failure(m.code, m.error);
@@ -350,8 +340,14 @@
           s.h(data, null);
         });
       } else if (m && typeof m.event == "string" && subs.has(m.event)) {
-        subs.get(m.event).h(m.message, m.event);
+        var s = subs.get(m.event);
+        if (m.cursor) s.c = lc = m.cursor;
+        s.h(m.message, m.event);
       }
+    }
+
+    function gap(e) {
+      if (c.onGap) c.onGap(e);
     }
 
     start();

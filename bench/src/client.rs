@@ -289,6 +289,22 @@ impl HttpConn {
         self.request("POST", path, body)
     }
 
+    /// A POST answered in JSON (`Accept: application/json`).
+    pub fn post_json(&mut self, path: &str, body: &str) -> Result<(u16, String), String> {
+        self.req.clear();
+        write!(
+            self.req,
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .expect("write to a Vec");
+        self.req.extend_from_slice(body.as_bytes());
+        self.s
+            .write_all(&self.req)
+            .map_err(|e| format!("write request: {e}"))?;
+        self.read_response()
+    }
+
     fn read_response(&mut self) -> Result<(u16, String), String> {
         let mut chunk = [0u8; 4096];
         loop {

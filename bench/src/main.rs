@@ -43,6 +43,13 @@
 //!
 //!     wspush-bench hostile --addr 127.0.0.1:12345 --pid PID --seconds 5
 //!
+//! Scenarios `resume` and `histfill` (`--history`, SPEC §8): 1,000 clients
+//! reconnecting at once and each replayed the 1,000 messages it missed;
+//! the server's RSS against `--history-bytes` (`resume.rs`).
+//!
+//!     wspush-bench resume --addr 127.0.0.1:12345 --clients 1000 --missed 1000 --pid PID
+//!     wspush-bench histfill --addr 127.0.0.1:12345 --pid PID --pushes 200000
+//!
 //! Every scenario reports the tool's own CPU time and flags a run where it
 //! used over 90 % of a core (the tool may then have been the limit).
 //! `idle`, `fanout` and `pushrate` also drive servers without `id` replies
@@ -63,6 +70,7 @@ mod jwt;
 mod measure;
 mod procfs;
 mod pushrate;
+mod resume;
 mod soak;
 mod sse;
 mod stayer;
@@ -76,6 +84,7 @@ fn usage() -> String {
         pushrate::USAGE,
         soak::USAGE,
         hostile::USAGE,
+        resume::USAGE,
     ]
     .join("\n\n")
 }
@@ -88,6 +97,8 @@ fn run(mut it: impl Iterator<Item = String>) -> Result<(), String> {
         Some("fanout") => fanout::run(&fanout::parse(it)?),
         Some("pushrate") => pushrate::run(&pushrate::parse(it)?),
         Some("hostile") => hostile::run(&hostile::parse(it)?),
+        Some("resume") => resume::run(&resume::parse(it)?),
+        Some("histfill") => resume::run_fill(&resume::parse_fill(it)?),
         Some("-h") | Some("--help") | None => Err(usage()),
         Some(other) => Err(format!("unknown scenario {other:?}\n{}", usage())),
     }

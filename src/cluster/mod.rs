@@ -14,6 +14,7 @@ pub(crate) mod redis;
 /// The Redis protocol parser; public for fuzz targets.
 #[doc(hidden)]
 pub mod resp;
+pub(crate) mod stream;
 pub(crate) mod url;
 
 use crate::push::{self, Endpoint, PushRequest};
@@ -68,15 +69,23 @@ mod tests {
             users: vec!["alice".into(), "b\"o\\b\u{e9}".into()],
             event: "news".into(),
             message: json!("hi \u{1F600} \"quoted\"\n"),
+            key: None,
         });
         round_trip(PushRequest::Push {
             users: vec!["u".into()],
             event: "e".into(),
             message: json!({"a": [1, 2.5, true, null], "b": "x"}),
+            key: Some("k\u{0}1".into()),
         });
         round_trip(PushRequest::Broadcast {
             event: "e".into(),
             message: json!(42),
+            key: None,
+        });
+        round_trip(PushRequest::Broadcast {
+            event: "e".into(),
+            message: json!(42),
+            key: Some("latest".into()),
         });
         round_trip(PushRequest::Drop {
             user: "u".into(),
@@ -101,6 +110,7 @@ mod tests {
             users: vec!["alice".into()],
             event: "news".into(),
             message: json!("hi"),
+            key: None,
         });
         assert_eq!(rec, br#"1P{"userIds":["alice"],"event":"news","message":"hi"}"#);
         // `reconnect` is written only when false, as a `/drop` body says it.

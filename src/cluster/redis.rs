@@ -31,6 +31,8 @@
 pub use super::url::{RedisAddr, RedisUrl};
 
 use super::resp::{self, Value};
+use super::stream::{self, Catchup, Event, Got};
+use crate::history::Pos;
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
@@ -69,17 +71,26 @@ pub(crate) enum Target {
 /// What a round of Redis work produced for the loop.
 #[derive(Debug)]
 pub(crate) enum Outcome<W> {
-    /// Redis took the publish; `nodes` subscribers received it.
+    /// Redis took the publish; `nodes` subscribers received it. With
+    /// history, `id` is its entry in the stream (its cursor).
     Published {
         waiter: W,
         nodes: u64,
         latency: Duration,
+        id: Option<Pos>,
     },
     /// The publish may not have happened: the link failed first, or Redis
     /// answered with an error.
     Failed { waiter: W, reason: String },
     /// A record arrived on the channel (ours included).
     Message(Vec<u8>),
+    /// History mode: a record at its place in the stream, in order, once
+    /// (live, or caught up on after a cut).
+    Entry(Pos, Vec<u8>),
+    /// History mode: records were lost between the last entry and the next.
+    Lost,
+    /// History mode: the cluster's epoch (first seen, or new).
+    Epoch(String),
 }
 
 /// Counters for `/metrics`.
@@ -110,6 +121,12 @@ enum Expect<W> {
     /// The `subscribe` confirmation, the last step of the subscriber's login.
     Subscribed,
     Publish(W),
+    /// History mode: `SET <epoch key> <random> NX` (OK, or null if set).
+    SetEpoch,
+    /// History mode: `GET <epoch key>`.
+    Epoch,
+    /// History mode: a catch-up's `XRANGE`, by number.
+    Range(u64),
 }
 
 struct Sent<W> {
@@ -243,6 +260,8 @@ pub(crate) struct Redis<W> {
     reported_up: Option<bool>,
     ever_up: bool,
     pub stats: Stats,
+    /// History mode (SPEC §8): records go through the stream (see stream.rs).
+    history: Option<Catchup>,
 }
 
 impl<W> Redis<W> {
@@ -262,7 +281,17 @@ impl<W> Redis<W> {
             reported_up: None,
             ever_up: false,
             stats: Stats::default(),
+            history: None,
         }
+    }
+
+    /// History mode: every record is kept in a Redis stream for `ttl`, and
+    /// a node cut off catches up on what it missed (stream.rs).
+    pub(crate) fn with_history(mut self, ttl: Duration) -> Self {
+        let channel = String::from_utf8_lossy(&self.channel).into_owned();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.history = Some(Catchup::new(&channel, ttl_ms));
+        self
     }
 
     /// Both links logged in and subscribed: pushes can be published.
@@ -296,7 +325,21 @@ impl<W> Redis<W> {
         if s.expect.len() >= MAX_IN_FLIGHT || s.outbuf.len() - s.out_pos > MAX_OUTPUT {
             return Err(waiter);
         }
-        resp::encode_command(&mut s.outbuf, &[b"PUBLISH", &self.channel, record]);
+        match &self.history {
+            Some(h) => resp::encode_command(
+                &mut s.outbuf,
+                &[
+                    b"EVAL",
+                    stream::SCRIPT.as_bytes(),
+                    b"1",
+                    &h.stream_key,
+                    record,
+                    h.ttl_ms.to_string().as_bytes(),
+                    &self.channel,
+                ],
+            ),
+            None => resp::encode_command(&mut s.outbuf, &[b"PUBLISH", &self.channel, record]),
+        }
         s.expect.push_back(Sent {
             at: now,
             what: Expect::Publish(waiter),
@@ -325,6 +368,7 @@ impl<W> Redis<W> {
 
     /// Writes what this tick queued (pipelined publishes, pings).
     pub(crate) fn flush(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Outcome<W>>) {
+        self.on_stream(Vec::new(), now, out);
         for role in [Role::Publish, Role::Subscribe] {
             let link = self.link(role);
             if let Phase::Up(s) = &mut link.phase {
@@ -423,6 +467,13 @@ impl<W> Redis<W> {
         }
         match role {
             Role::Publish => {
+                if let Some(h) = &self.history {
+                    let epoch = crate::history::random_epoch();
+                    resp::encode_command(&mut s.outbuf, &[b"SET", &h.epoch_key, epoch.as_bytes(), b"NX"]);
+                    s.expect_reply(Expect::SetEpoch, now);
+                    resp::encode_command(&mut s.outbuf, &[b"GET", &h.epoch_key]);
+                    s.expect_reply(Expect::Epoch, now);
+                }
                 resp::encode_command(&mut s.outbuf, &[b"PING"]);
                 s.expect_reply(Expect::Pong { handshake: true }, now);
             }
@@ -437,7 +488,23 @@ impl<W> Redis<W> {
 
     /// Connect completion, input, replies and output for one link.
     fn service(&mut self, role: Role, now: Instant, out: &mut Vec<Outcome<W>>) -> Result<(), String> {
+        let mut events = Vec::new();
+        let result = self.service_link(role, now, out, &mut events);
+        self.on_stream(events, now, out);
+        result
+    }
+
+    /// `service` for one link; what concerns the history's stream is
+    /// collected in `events`.
+    fn service_link(
+        &mut self,
+        role: Role,
+        now: Instant,
+        out: &mut Vec<Outcome<W>>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), String> {
         let channel = self.channel.clone();
+        let history = self.history.is_some();
         let stats = &mut self.stats;
         let link = match role {
             Role::Publish => &mut self.publisher,
@@ -464,13 +531,17 @@ impl<W> Redis<W> {
                 resp::parse(&s.inbuf[used..], &LIMITS).map_err(|e| format!("bad reply from redis: {e}"))?
             {
                 used += n;
-                if let Some(o) = s.on_reply(role, &channel, value, now)? {
+                let before = events.len();
+                if let Some(o) = s.on_reply(role, &channel, value, now, history, events)? {
                     match &o {
                         Outcome::Published { .. } => stats.published += 1,
                         Outcome::Failed { .. } => stats.publish_failures += 1,
-                        Outcome::Message(_) => stats.received += 1,
+                        _ => stats.received += 1,
                     }
                     out.push(o);
+                }
+                if events[before..].iter().any(|e| matches!(e, Event::Message(..))) {
+                    stats.received += 1;
                 }
             }
             s.inbuf.drain(..used);
@@ -489,6 +560,35 @@ impl<W> Redis<W> {
         s.write_out()
     }
 
+    /// Feeds the history's catch-up what the links brought, hands on what
+    /// it releases, and sends its next `XRANGE` once the publishing link
+    /// can take it.
+    fn on_stream(&mut self, events: Vec<Event>, now: Instant, out: &mut Vec<Outcome<W>>) {
+        let Some(h) = &mut self.history else { return };
+        let mut got = Vec::new();
+        for e in events {
+            h.on_event(e, &mut got);
+        }
+        for g in got {
+            out.push(match g {
+                Got::Entry(pos, record) => Outcome::Entry(pos, record),
+                Got::Lost => Outcome::Lost,
+                Got::Epoch(e) => Outcome::Epoch(e),
+            });
+        }
+        if !self.publisher.is_ready() {
+            return;
+        }
+        let Phase::Up(s) = &mut self.publisher.phase else {
+            return;
+        };
+        if let Some((cmd, n)) = h.range_due() {
+            let args: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
+            resp::encode_command(&mut s.outbuf, &args);
+            s.expect_reply(Expect::Range(n), now);
+        }
+    }
+
     /// Drops a broken link: its waiting publishes fail now, and the next
     /// attempt is scheduled with backoff.
     fn fail(
@@ -504,18 +604,24 @@ impl<W> Redis<W> {
         let retry_at = now + link.backoff.next_delay();
         let old = std::mem::replace(&mut link.phase, Phase::Down { retry_at });
         let mut failed = 0;
+        let mut lost_ranges = Vec::new();
         if let Phase::Up(mut s) = old {
             let _ = registry.deregister(&mut s.sock);
             for sent in s.expect.drain(..) {
-                if let Expect::Publish(waiter) = sent.what {
-                    failed += 1;
-                    out.push(Outcome::Failed {
-                        waiter,
-                        reason: "redis connection lost before it acknowledged the push".into(),
-                    });
+                match sent.what {
+                    Expect::Publish(waiter) => {
+                        failed += 1;
+                        out.push(Outcome::Failed {
+                            waiter,
+                            reason: "redis connection lost before it acknowledged the push".into(),
+                        });
+                    }
+                    Expect::Range(n) => lost_ranges.push(Event::RangeLost(n)),
+                    _ => {}
                 }
             }
         }
+        self.on_stream(lost_ranges, now, out);
         self.stats.publish_failures += failed;
         if was_up || self.reported_up != Some(false) {
             warn!(
@@ -652,11 +758,19 @@ impl<W> Session<W> {
         channel: &[u8],
         value: Value,
         now: Instant,
+        history: bool,
+        events: &mut Vec<Event>,
     ) -> Result<Option<Outcome<W>>, String> {
         if role == Role::Subscribe {
             if let Some(payload) = message_payload(&value, channel) {
                 if !self.is_ready() {
                     return Err("message before the subscription was confirmed".into());
+                }
+                if history {
+                    if let Some((pos, record)) = stream::parse_message(&payload) {
+                        events.push(Event::Message(pos, record));
+                        return Ok(None);
+                    }
                 }
                 return Ok(Some(Outcome::Message(payload)));
             }
@@ -679,6 +793,32 @@ impl<W> Session<W> {
                 self.stage = Stage::Ready {
                     next_ping: now + PING_EVERY,
                 };
+                events.push(Event::Subscribed);
+            }
+            (Expect::SetEpoch, Value::Simple(_) | Value::Bulk(None)) => {}
+            (Expect::Epoch, Value::Bulk(Some(e))) => {
+                events.push(Event::Epoch(String::from_utf8_lossy(e).into_owned()));
+            }
+            (Expect::Range(n), Value::Array(Some(_))) => {
+                events.push(Event::Range(*n, stream::parse_range(&value)?));
+            }
+            (Expect::Publish(_), Value::Array(Some(_))) if history => {
+                let Some((id, nodes)) = stream::parse_published(&value) else {
+                    return Err(format!("unexpected reply to a push: {}", describe(&value)));
+                };
+                let Some(Sent {
+                    at,
+                    what: Expect::Publish(waiter),
+                }) = self.expect.pop_front()
+                else {
+                    return Err("reply bookkeeping out of step".into());
+                };
+                return Ok(Some(Outcome::Published {
+                    waiter,
+                    nodes,
+                    latency: now.saturating_duration_since(at),
+                    id: Some(id),
+                }));
             }
             (Expect::Publish(_), Value::Integer(_) | Value::Error(_)) => {
                 let Some(Sent {
@@ -693,6 +833,7 @@ impl<W> Session<W> {
                         waiter,
                         nodes: n.max(0) as u64,
                         latency: now.saturating_duration_since(at),
+                        id: None,
                     },
                     other => Outcome::Failed {
                         waiter,

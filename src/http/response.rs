@@ -164,6 +164,21 @@ impl Response {
         Response::counted(json, "{\"sent\":", ("message sent to ", " clients"), n as u64)
     }
 
+    /// With history on (SPEC §8) a JSON answer to a push names the
+    /// message's cursor: `{"sent":N,"cursor":C}`; text answers stay the
+    /// seed's words.
+    pub fn with_cursor(mut self, cursor: Option<&str>) -> Response {
+        if let Some(c) = cursor {
+            if self.content_type == JSON && self.body.ends_with('}') {
+                self.body.pop();
+                self.body.push_str(",\"cursor\":");
+                self.body.push_str(&serde_json::to_string(c).unwrap_or_default());
+                self.body.push('}');
+            }
+        }
+        self
+    }
+
     /// `dropped N clients` or `{"dropped": N}`.
     pub fn dropped(n: usize, json: bool) -> Response {
         Response::counted(json, "{\"dropped\":", ("dropped ", " clients"), n as u64)
@@ -269,6 +284,19 @@ pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_json_push_answer_names_the_cursor() {
+        let r = Response::sent(3, true).with_cursor(Some("ab-1"));
+        assert_eq!(r.body, r#"{"sent":3,"cursor":"ab-1"}"#);
+        let r = Response::published(2, true).with_cursor(Some("ab-1-0"));
+        assert_eq!(r.body, r#"{"published":true,"nodes":2,"cursor":"ab-1-0"}"#);
+        assert_eq!(
+            Response::sent(3, false).with_cursor(Some("x")).body,
+            "message sent to 3 clients"
+        );
+        assert_eq!(Response::sent(3, true).with_cursor(None).body, r#"{"sent":3}"#);
+    }
+
     use super::*;
 
     fn encode(r: &Response, keep_alive: bool, head_only: bool) -> String {

@@ -17,6 +17,7 @@ use crate::close::Close;
 use crate::outbound::{Admit, Io, Outbound};
 use crate::payload::Payload;
 use sse::SseSession;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 use ws::WsSession;
 
@@ -94,12 +95,29 @@ impl Session {
     /// Offers a pushed message in the form this session wants; with the
     /// number of message bytes it carried (for the bytes-out counter).
     pub fn deliver<S: Io>(&mut self, out: &mut Outbound<S>, p: &Payload<'_>) -> (Admit, usize) {
+        let frame = self.form(p);
+        let bytes = p.text_len(self.envelope());
+        let admit = match (self, p.key()) {
+            (_, Some(key)) => out.admit_keyed(frame, Some(key)),
+            (Session::Ws(s), None) => s.send(out, frame),
+            (Session::Sse(s), None) => s.send(out, frame),
+        };
+        (admit, bytes)
+    }
+
+    /// The form of a prepared message this session is written.
+    pub fn form<'p>(&self, p: &'p Payload<'_>) -> &'p Rc<[u8]> {
         match self {
-            Session::Ws(s) => (s.send(out, p.ws(s.envelope())), p.text_len(s.envelope())),
-            Session::Sse(s) => (
-                s.send(out, p.sse(s.envelope(), s.chunked())),
-                p.text_len(s.envelope()),
-            ),
+            Session::Ws(s) => p.ws(s.envelope()),
+            Session::Sse(s) => p.sse(s.envelope(), s.chunked()),
+        }
+    }
+
+    /// Whether pushed messages carry their event (`?envelope=1`).
+    pub fn envelope(&self) -> bool {
+        match self {
+            Session::Ws(s) => s.envelope(),
+            Session::Sse(s) => s.envelope(),
         }
     }
 

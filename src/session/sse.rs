@@ -172,6 +172,16 @@ impl SseSession {
     }
 }
 
+/// Appends the `event: gap` a resumed stream gets for an event it cannot
+/// be given everything it missed on (SPEC §8), framed for the stream
+/// (`http10`: not chunked).
+pub fn gap_event(out: &mut Vec<u8>, event: &str, http10: bool) {
+    let data = serde_json::json!({ "event": event, "recovered": false }).to_string();
+    let mut block = Vec::with_capacity(data.len() + 16);
+    event_block(&mut block, "gap", &data, None);
+    put_frame(out, &block, !http10);
+}
+
 /// Appends one event: `event: E`, the data as `data:` lines, `id:` when
 /// there is one, and the empty line that ends it.
 ///

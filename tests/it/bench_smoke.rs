@@ -263,14 +263,15 @@ fn a_dropped_sse_stream_fails_the_fanout() {
     let server = spawn_bin(&["--log-level", "warn"]);
     let addr = server.addr;
     let target = addr.to_string();
-    // 10,000 sequential pushes to 20 streams: a second or more.
+    // 10,000 sequential pushes to 500 streams: far longer than the test
+    // (the drop ends it), however fast the machine.
     let bench = std::thread::spawn(move || {
         run_bench(&[
             "fanout",
             "--addr",
             &target,
             "--conns",
-            "20",
+            "500",
             "--pushes",
             "10000",
             "--transport",
@@ -278,12 +279,12 @@ fn a_dropped_sse_stream_fails_the_fanout() {
         ])
     });
     crate::common::eventually("the streams are open", || {
-        crate::common::metric(addr, "wspush_connections{transport=\"sse\"}") == 20
+        crate::common::metric(addr, "wspush_connections{transport=\"sse\"}") == 500
     });
     // Past the probes, into the measured pushes.
     std::thread::sleep(Duration::from_millis(200));
     let r = crate::common::post(addr, "/drop", r#"{"userId":"fan"}"#);
-    assert_eq!((r.status, r.body.as_str()), (200, "dropped 20 clients"), "{r:?}");
+    assert_eq!((r.status, r.body.as_str()), (200, "dropped 500 clients"), "{r:?}");
     let o = bench.join().expect("bench thread");
     let (out, err) = (
         String::from_utf8_lossy(&o.stdout),
@@ -487,4 +488,59 @@ fn hostile_scenario_reports_every_phase() {
     assert!(out.contains("scenario              hostile\n"), "{out}");
     assert!(out.contains("\nquiet            healthz "), "{out}");
     assert!(out.contains("reference"), "{out}");
+}
+
+/// `--history`: clients reconnecting at once are replayed what they
+/// missed, in order, then live; the history's memory stays at its cap.
+#[test]
+fn resume_and_histfill_scenarios_pass_against_the_binary() {
+    let server = spawn_bin(&["--history", "200", "--history-bytes", "65536"]);
+    let addr = server.addr.to_string();
+    let pid = server.child.id().to_string();
+    let out = expect_success(&[
+        "resume",
+        "--addr",
+        &addr,
+        "--clients",
+        "20",
+        "--missed",
+        "200",
+        "--pid",
+        &pid,
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(
+        (v["scenario"].as_str(), v["ok"].as_bool()),
+        (Some("resume"), Some(true)),
+        "{v}"
+    );
+    for k in [
+        "caught_up_p50_ms",
+        "caught_up_max_ms",
+        "rss_peak_kib",
+        "server_cpu_s",
+    ] {
+        assert!(v[k].is_number(), "{k}: {v}");
+    }
+    let out = expect_success(&[
+        "histfill", "--addr", &addr, "--pid", &pid, "--pushes", "2000", "--size", "100", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["held_bytes"].as_u64() <= v["cap_bytes"].as_u64(), "{v}");
+    assert!(v["growth_over_cap"].is_number(), "{v}");
+    // Without --history there is no cursor to resume from: said plainly.
+    let plain = spawn_bin(&[]);
+    let o = run_bench(&[
+        "resume",
+        "--addr",
+        &plain.addr.to_string(),
+        "--clients",
+        "2",
+        "--missed",
+        "2",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--history"));
 }

@@ -683,3 +683,70 @@ test("in Chromium: SSE with 3 s JWTs: each refresh reopens the stream with a new
     await b.close();
   }
 });
+
+// SPEC §8: the client resumes by itself. The server drops the connection
+// mid-stream (/drop, close 4000 or SSE `event: close`), pushes arrive while
+// the page is away, and after its reconnect the page has seen every message
+// once, in order; with too short a history it is told (onGap) instead.
+test("in Chromium: with --history the client resumes after a drop: every message once, in order, over WebSocket and SSE; onGap when it cannot", { skip, timeout: 90000 }, async () => {
+  const addr = await startServer("--history", "100");
+  const b = await launch();
+  const { page } = b;
+  try {
+    await page.goto(`http://${addr}/`);
+    for (const transport of ["websocket", "sse"]) {
+      const user = "resumer-" + transport;
+      await page.evaluate(
+        async ([url, user, transport]) => {
+          window.got = [];
+          window.gaps = [];
+          // _random: the reconnect waits its full 0.5 s, so the pushes below land while away.
+          window.c = wspush.connect(url, { token: user, transport, _random: () => 1, onGap: (e) => window.gaps.push(e) });
+          await window.c.subscribe("news", (m) => window.got.push(m));
+        },
+        [`ws://${addr}/ws`, user, transport],
+      );
+      const push = (n) => post(addr, n % 3 ? "/push" : "/broadcast", n % 3 ? { userId: user, event: "news", message: n } : { event: "news", message: n });
+      for (let n = 1; n <= 5; n++) await push(n);
+      await until(page, "the first five", () => window.got.length == 5);
+      assert.deepEqual(await post(addr, "/drop", { userId: user }), { dropped: 1 });
+      const away = [];
+      for (let n = 6; n <= 30; n++) away.push(await push(n));
+      assert.ok(away.every((a) => a.sent === 0), "pushed while the page was away");
+      await until(page, "the page back open", () => window.c.state == "open");
+      await until(page, "everything pushed while away", () => window.got.length >= 30);
+      await pushUntilSent(addr, { userId: user, event: "news", message: 31 });
+      await until(page, "the live one", () => window.got.length >= 31);
+      await new Promise((r) => setTimeout(r, 200));
+      const got = await page.evaluate(() => [window.got, window.gaps]);
+      assert.deepEqual(got, [Array.from({ length: 31 }, (_, i) => i + 1), []], transport);
+      await page.evaluate(() => window.c.close());
+    }
+  } finally {
+    await b.close();
+  }
+
+  // Too short a history: the client is told, then gets live messages.
+  const short = await startServer("--history", "2");
+  const g = await launch();
+  try {
+    await g.page.goto(`http://${short}/`);
+    await g.page.evaluate(async (url) => {
+      window.got = [];
+      window.gaps = [];
+      window.c = wspush.connect(url, { token: "gappy", _random: () => 1, onGap: (e) => window.gaps.push(e) });
+      await window.c.subscribe("news", (m) => window.got.push(m));
+    }, `ws://${short}/ws`);
+    await post(short, "/push", { userId: "gappy", event: "news", message: "seen" });
+    await until(g.page, "the first push", () => window.got.length == 1);
+    await post(short, "/drop", { userId: "gappy" });
+    for (let n = 0; n < 5; n++) await post(short, "/push", { userId: "gappy", event: "news", message: "lost " + n });
+    await until(g.page, "onGap", () => window.gaps.length == 1);
+    await pushUntilSent(short, { userId: "gappy", event: "news", message: "live" });
+    await until(g.page, "the live push", () => window.got.includes("live"));
+    assert.deepEqual(await g.page.evaluate(() => [window.gaps, window.got]), [["news"], ["seen", "live"]]);
+    assert.deepEqual(g.errors, []);
+  } finally {
+    await g.close();
+  }
+});

@@ -1367,3 +1367,71 @@ test("sse: a refresh opens a new stream with the new token", async () => {
   assert.deepEqual(got, ["m1", "m2", "m3"]);
   assert.equal(c.state, "open");
 });
+
+// --- resume (server --history, SPEC §8) -------------------------------------
+
+test("resume: a re-register sends each event's last cursor as since; recovered false calls onGap", async () => {
+  const gaps = [];
+  const t = setup({ onGap: (e) => gaps.push(["option", e]) });
+  const got = [];
+  t.c.subscribe("a", (m) => got.push(m)).catch(() => {});
+  t.c.subscribe("b", (m) => got.push(m)).catch(() => {});
+  t.c.subscribe("c", (m) => got.push(m)).catch(() => {});
+  await settle();
+  t.last().open();
+  assert.deepEqual(t.last().sent.map((x) => x.since), [undefined, undefined, undefined], "nothing seen yet");
+  t.last().replyAll();
+  t.last().recv({ event: "a", message: "1", cursor: "e-1" });
+  t.last().recv({ event: "b", message: "2", cursor: "e-2" });
+  t.last().recv({ event: "a", message: "3", cursor: "e-3" });
+  t.last().recv({ event: "a", message: "no cursor" }); // a server without history
+  t.last().serverClose(4000, "dropped");
+  await t.clock.advance(500);
+  t.last().open();
+  const sent = t.last().sent.splice(0);
+  assert.deepEqual(
+    sent.map((x) => [x.event, x.since]),
+    [
+      ["a", "e-3"],
+      ["b", "e-2"],
+      ["c", undefined],
+    ],
+  );
+  t.c.onGap = (e) => gaps.push(["property", e]); // set on the client
+  t.last().recv({ id: sent[0].id, ok: true, recovered: true });
+  t.last().recv({ id: sent[1].id, ok: true, recovered: false });
+  t.last().recv({ id: sent[2].id, ok: true });
+  assert.deepEqual(gaps, [["property", "b"]]);
+  // The replay arrives as pushes, its cursors kept for the next time.
+  t.last().recv({ event: "a", message: "4", cursor: "e-4" });
+  assert.deepEqual(got, ["1", "2", "3", "no cursor", "4"]);
+  t.last().serverClose(1006);
+  await t.clock.advance(1000);
+  t.last().open();
+  assert.equal(t.last().sent[0].since, "e-4");
+});
+
+test("resume, sse: the reopened stream carries since= the last cursor; a gap event calls onGap", async () => {
+  const gaps = [];
+  const t = setupSse({ onGap: (e) => gaps.push(e) });
+  const got = [];
+  t.c.subscribe("a", (m) => got.push(m)).catch(() => {});
+  t.c.subscribe("gap", (m) => got.push(m)).catch(() => {});
+  await settle();
+  assert.equal(new URL(t.lastES().url).searchParams.get("since"), null);
+  t.lastES().open();
+  t.lastES().emit("a", { event: "a", message: "1", cursor: "e-7" });
+  t.lastES().push("gap", "a push on an event named gap");
+  t.lastES().error();
+  await t.clock.advance(500);
+  assert.equal(new URL(t.lastES().url).searchParams.get("since"), "e-7");
+  t.lastES().open();
+  t.lastES().emit("gap", { event: "a", recovered: false });
+  assert.deepEqual(gaps, ["a"]);
+  assert.deepEqual(got, ["1", "a push on an event named gap"]);
+  // A subscribe reopens the stream from the last cursor too.
+  t.c.subscribe("b", () => {}).catch(() => {});
+  await settle();
+  assert.deepEqual(t.lastES().events, ["a", "gap", "b"]);
+  assert.equal(new URL(t.lastES().url).searchParams.get("since"), "e-7");
+});
