@@ -41,6 +41,9 @@ pub struct Config {
     /// Time allowed to send a request or read a response; also the idle
     /// keep-alive time of an HTTP connection.
     pub request_timeout: Duration,
+    /// How long a user stays online after its last connection went
+    /// (`/lifecycle` says `offline` only then); zero: at once.
+    pub offline_grace: Duration,
     /// Log level.
     pub log_level: Level,
     /// Bearer key for the push endpoints; none = loopback clients only.
@@ -85,6 +88,7 @@ impl Default for Config {
             register_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
+            offline_grace: Duration::from_secs(5),
             log_level: Level::Info,
             push_key: None,
             push_key_file: None,
@@ -100,7 +104,9 @@ impl Default for Config {
     }
 }
 
-use crate::http::route::{BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH};
+use crate::http::route::{
+    BROADCAST_PATH, DROP_PATH, HEALTH_PATH, LIFECYCLE_PATH, METRICS_PATH, PRESENCE_PATH,
+};
 
 /// The largest byte limit accepted (1 GiB): far above any sane message,
 /// body or backlog, and low enough that no arithmetic on it overflows.
@@ -149,7 +155,14 @@ impl Config {
                 return err(format!("--{a} and --{b} must differ"));
             }
         }
-        let fixed = [BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH];
+        let fixed = [
+            BROADCAST_PATH,
+            DROP_PATH,
+            HEALTH_PATH,
+            METRICS_PATH,
+            PRESENCE_PATH,
+            LIFECYCLE_PATH,
+        ];
         for (_, path) in paths {
             if fixed.contains(&path.as_str()) {
                 return err(format!("path {path} is already used by a built-in endpoint"));
@@ -179,6 +192,7 @@ impl Config {
             ("register-timeout", self.register_timeout, true),
             ("ping-interval", self.ping_interval, true),
             ("request-timeout", self.request_timeout, false),
+            ("offline-grace", self.offline_grace, true),
             ("redis-timeout", self.redis_timeout, false),
         ] {
             if value.is_zero() && !zero_ok {
@@ -521,6 +535,17 @@ const FLAGS: &[Flag] = &[
         help: "time to send an HTTP request or read its response, and keep-alive idle time (default 10)",
         set: |c, v| {
             c.request_timeout = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "offline-grace",
+        env: "WSPUSH_OFFLINE_GRACE",
+        metavar: "SECS",
+        help: "time a user stays online after its last connection went, so a page reload makes no \
+               offline/online on /lifecycle; 0 = at once (default 5)",
+        set: |c, v| {
+            c.offline_grace = parse_duration(v)?;
             Ok(())
         },
     },

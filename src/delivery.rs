@@ -89,6 +89,7 @@ fn reply(asker: Asker, result: Result<Done, Refused>, hub: &Hub, now: Instant) -
             let _ = tx.send(r);
             return None;
         }
+        Asker::Nobody => return None,
         Asker::Http { style, .. } => style,
     };
     Some(match result {
@@ -229,7 +230,7 @@ fn answer_parked(
 ) {
     let (id, serial, style) = match &asker {
         Asker::Http { id, serial, style } => (*id, *serial, *style),
-        Asker::Handle(_) => (0, 0, Style::CLOSING),
+        Asker::Handle(_) | Asker::Nobody => (0, 0, Style::CLOSING),
     };
     let Some(resp) = reply(asker, result, hub, now) else {
         return;
@@ -255,6 +256,9 @@ fn answer_parked(
 /// A record from the channel: applied like a local push, or counted and
 /// ignored when it is not one of ours or too big for this node.
 fn apply(hub: &mut Hub, conns: &mut Slab<Conn>, record: &[u8], now: Instant) {
+    if crate::presence::record::is_presence(record) {
+        return crate::lifecycle::on_record(hub, conns, record, now);
+    }
     let req = match cluster::decode(record) {
         Ok(req) => req,
         Err(reason) => {

@@ -46,6 +46,7 @@ use crate::conn::{Conn, Ready, Socket, State};
 use crate::delivery;
 use crate::http::response::Response;
 use crate::hub::{Asker, Hooks, Hub, Settings, LOG_EVERY};
+use crate::lifecycle;
 use crate::push::PushRequest;
 use crate::requests;
 use crate::slab::Slab;
@@ -160,6 +161,7 @@ impl Loop {
                 self.shutdown.by,
                 self.next_trim(now),
                 self.hub.redis.as_ref().and_then(Redis::next_deadline),
+                lifecycle::next_deadline(&self.hub, now),
             ]
             .into_iter()
             .flatten()
@@ -203,6 +205,7 @@ impl Loop {
                 self.drive(id, Ready::UNKNOWN, now);
             }
             self.run_timers(now);
+            lifecycle::run(&mut self.hub, &mut self.conns, now);
             delivery::run_redis(&mut self.hub, &mut self.conns, self.poll.registry(), now);
             if std::mem::take(&mut self.hub.freed_descriptor) && self.accept_paused_until.is_some() {
                 // A descriptor came free: accept again at once.

@@ -23,6 +23,8 @@ use crate::http::route::Paths;
 use crate::idle::{Entry, IdleQueue};
 use crate::metrics::Metrics;
 use crate::outbound::{discard_some, Drained, Io, Outbound};
+use crate::presence::cluster::{node_name, Duties};
+use crate::presence::Presence;
 use crate::session::{Session, Tick, Timeouts};
 use crate::slab::Slab;
 use crate::static_files::{self, StaticFile};
@@ -89,6 +91,8 @@ pub(crate) enum Asker {
     Http { id: usize, serial: u64, style: Style },
     /// A library `Handle` on another thread.
     Handle(SyncSender<Result<usize, Error>>),
+    /// Nobody: a record of the node's own (presence, `lifecycle.rs`).
+    Nobody,
 }
 
 /// Why a session stops being open.
@@ -105,6 +109,8 @@ pub enum Ending {
 pub(crate) struct Hub {
     pub settings: Settings,
     pub binder: Binder,
+    /// Who is online, `/lifecycle` listeners (presence.rs, lifecycle.rs).
+    pub presence: Presence,
     pub metrics: Metrics,
     pub timers: Timers,
     pub hooks: Hooks,
@@ -142,9 +148,14 @@ pub(crate) struct Hub {
 
 impl Hub {
     pub fn new(settings: Settings, hooks: Hooks, redis: Option<Redis<Asker>>) -> Hub {
+        let mut presence = Presence::new(settings.cfg.offline_grace);
+        if redis.is_some() {
+            presence.duties = Some(Duties::new(node_name(), settings.cfg.ping_interval));
+        }
         Hub {
             settings,
             binder: Binder::new(),
+            presence,
             metrics: Metrics::default(),
             timers: Timers::new(),
             hooks,
@@ -242,7 +253,10 @@ impl Hub {
         }
         let t = s.transport();
         self.binder.unbind(id);
-        self.metrics.connections.sub(t, 1);
+        // A `/lifecycle` stream was never counted (see `opened_backend`).
+        if !self.presence.forget_listener(id) {
+            self.metrics.connections.sub(t, 1);
+        }
         let timeouts = &self.settings.timeouts;
         match why {
             Ending::Close(close) => {
@@ -389,6 +403,14 @@ impl Hub {
         self.metrics.connections.add(session.transport(), 1);
         self.metrics.http_sockets -= 1;
         debug!("{} open from {}", session.transport().label(), conn.peer);
+        conn.state = State::Session(session);
+    }
+
+    /// A connection became a back end's stream (`/lifecycle`): a session
+    /// that is no subscriber, so neither counted as a connection nor held
+    /// to `--max-connections`.
+    pub fn opened_backend(&mut self, conn: &mut Conn, session: Session) {
+        self.metrics.http_sockets -= 1;
         conn.state = State::Session(session);
     }
 }
