@@ -267,6 +267,8 @@ impl Binder {
     /// Moves what changed, in order, to the end of `out`.
     pub fn drain_changes(&mut self, out: &mut Vec<(Rc<str>, Change)>) {
         out.append(&mut self.changes);
+        // A burst (a reconnect storm) leaves no big buffer behind.
+        self.changes.shrink_to(64);
     }
 }
 

@@ -387,7 +387,8 @@ const FLAGS: &[Flag] = &[
         name: "push-key",
         env: "WSPUSH_PUSH_KEY",
         metavar: "KEY",
-        help: "require Authorization: Bearer KEY on /push, /broadcast, /drop, /metrics (default: none, loopback clients only)",
+        help: "require Authorization: Bearer KEY on /push, /broadcast, /drop, /metrics, /presence, /lifecycle \
+               (default: none, loopback clients only)",
         set: |c, v| {
             c.push_key = Some(Secret::new(v));
             c.push_key_file = None;
@@ -620,9 +621,10 @@ pub fn help() -> String {
     ));
     s.push_str(
         "\nEndpoints: GET <ws-path> (WebSocket), POST <push-path>, POST /broadcast,\n\
-         POST /drop, GET /healthz, GET /metrics; the demo page at / and the browser\n\
-         client at /wspush.js. Without --push-key, /push, /broadcast, /drop and\n\
-         /metrics answer loopback clients only, and refuse what a browser or a proxy\n\
+         POST /drop, GET /healthz, GET /metrics, GET /presence, GET /lifecycle; the\n\
+         demo page at / and the browser client at /wspush.js. Without --push-key,\n\
+         /push, /broadcast, /drop, /metrics, /presence and /lifecycle answer loopback\n\
+         clients only, and refuse what a browser or a proxy\n\
          sends (Origin, Sec-Fetch-Site, X-Forwarded-For, Forwarded, a Host that is not\n\
          localhost or a loopback address); with it they need Authorization: Bearer KEY\n\
          from anywhere. SIGHUP re-reads --auth-tokens.\n\

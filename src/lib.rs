@@ -156,8 +156,9 @@ impl Builder {
         self
     }
 
-    /// Push auth for `/push`, `/broadcast`, `/drop` and `/metrics`; `false`
-    /// answers 401. Replaces the default loopback-only rule.
+    /// Push auth for `/push`, `/broadcast`, `/drop`, `/metrics`, `/presence`
+    /// and `/lifecycle`; `false` answers 401. Replaces the default
+    /// loopback-only rule.
     pub fn push_auth(mut self, f: impl FnMut(&Request<'_>) -> bool + Send + 'static) -> Builder {
         self.push_auth = Some(Box::new(f));
         self

@@ -110,6 +110,7 @@ impl Presence {
                 self.dirty.push(user);
             }
         }
+        changes.shrink_to(64);
         self.changes = changes;
     }
 

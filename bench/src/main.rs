@@ -37,6 +37,12 @@
 //!
 //!     wspush-bench hostile --addr 127.0.0.1:12345 --pid PID --seconds 5
 //!
+//! Scenario `presence`: N registered connections on one event, then
+//! `GET /presence?event=e` and `?userId=` answers timed and checked
+//! byte for byte (`presence.rs`).
+//!
+//!     wspush-bench presence --addr 127.0.0.1:12345 --conns 10000 --pid PID
+//!
 //! Every scenario reports the tool's own CPU time and flags a run where it
 //! used over 90 % of a core (the tool may then have been the limit).
 //! `idle`, `fanout` and `pushrate` also drive servers without `id` replies
@@ -54,6 +60,7 @@ mod fleet;
 mod hostile;
 mod idle;
 mod measure;
+mod presence;
 mod procfs;
 mod pushrate;
 mod soak;
@@ -68,6 +75,7 @@ fn usage() -> String {
         pushrate::USAGE,
         soak::USAGE,
         hostile::USAGE,
+        presence::USAGE,
     ]
     .join("\n\n")
 }
@@ -80,6 +88,7 @@ fn run(mut it: impl Iterator<Item = String>) -> Result<(), String> {
         Some("fanout") => fanout::run(&fanout::parse(it)?),
         Some("pushrate") => pushrate::run(&pushrate::parse(it)?),
         Some("hostile") => hostile::run(&hostile::parse(it)?),
+        Some("presence") => presence::run(&presence::parse(it)?),
         Some("-h") | Some("--help") | None => Err(usage()),
         Some(other) => Err(format!("unknown scenario {other:?}\n{}", usage())),
     }
