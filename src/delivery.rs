@@ -201,6 +201,14 @@ pub(crate) fn run_redis(hub: &mut Hub, conns: &mut Slab<Conn>, registry: &Regist
     for outcome in out.drain(..) {
         match outcome {
             Outcome::Published {
+                waiter: Asker::Nobody,
+                ..
+            } => crate::lifecycle::answered(hub, true),
+            Outcome::Failed {
+                waiter: Asker::Nobody,
+                ..
+            } => crate::lifecycle::answered(hub, false),
+            Outcome::Published {
                 waiter,
                 nodes,
                 latency,

@@ -60,8 +60,12 @@ pub(crate) fn next_deadline(hub: &Hub, now: Instant) -> Option<Instant> {
 fn cluster_turn(hub: &mut Hub, now: Instant) {
     let up = hub.redis.as_ref().is_some_and(Redis::is_up);
     let (due, dead) = hub.presence.tick_cluster(up, &hub.binder, now);
-    for node in dead {
-        info!("presence: node {node} not heard from for 1.5 ping intervals; its users count as gone");
+    for (node, users) in dead {
+        if users > 0 {
+            info!("presence: node {node} not heard from for 1.5 ping intervals; its {users} users count as gone");
+        } else {
+            debug!("presence: node {node} not heard from for 1.5 ping intervals");
+        }
     }
     let Some(me) = hub.presence.duties.as_ref().map(|d| d.me.clone()) else {
         return;
@@ -92,6 +96,9 @@ fn cluster_turn(hub: &mut Hub, now: Instant) {
             .collect();
         let rec = record::states(&me, due.snapshot, states.iter().map(|(u, s)| (&**u, s)));
         publish(hub, rec, now);
+        if let Some(d) = &mut hub.presence.duties {
+            d.spoke();
+        }
     }
     if due.beat {
         publish(hub, record::beat(&me, hub.binder.user_count()), now);
@@ -109,10 +116,28 @@ fn publish(hub: &mut Hub, rec: Vec<u8>, now: Instant) {
     }
 }
 
+/// Redis answered one of our presence records (`ok`: took it). The link
+/// counted it as a record, but `wspush_redis_*` count pushes: it is
+/// taken back out, so presence never shows in them.
+pub(crate) fn answered(hub: &mut Hub, ok: bool) {
+    if let Some(r) = &mut hub.redis {
+        let n = if ok {
+            &mut r.stats.published
+        } else {
+            &mut r.stats.publish_failures
+        };
+        *n = n.saturating_sub(1);
+    }
+}
+
 /// A presence record from the channel (another node's, or our own coming
 /// back). Applied after the binder's latest changes, so this node's part
-/// is current when another node's news is weighed against it.
+/// is current when another node's news is weighed against it. Not counted
+/// as a received record (see `answered`).
 pub(crate) fn on_record(hub: &mut Hub, conns: &mut Slab<Conn>, rec: &[u8], now: Instant) {
+    if let Some(r) = &mut hub.redis {
+        r.stats.received = r.stats.received.saturating_sub(1);
+    }
     let rec = match record::decode(rec) {
         Ok(r) => r,
         Err(why) => {
@@ -129,7 +154,7 @@ pub(crate) fn on_record(hub: &mut Hub, conns: &mut Slab<Conn>, rec: &[u8], now: 
         Record::Hello { node } | Record::Beat { node, .. } | Record::States { node, .. } if node == me => {}
         Record::Hello { node } => {
             if hub.presence.view.heard(&node, now) {
-                info!("presence: node {node} joined");
+                debug!("presence: node {node} joined");
             }
             if let Some(d) = &mut hub.presence.duties {
                 d.owe_snapshot(now);
@@ -137,7 +162,7 @@ pub(crate) fn on_record(hub: &mut Hub, conns: &mut Slab<Conn>, rec: &[u8], now: 
         }
         Record::Beat { node, users } => {
             if hub.presence.view.heard(&node, now) {
-                info!("presence: node {node} joined");
+                debug!("presence: node {node} joined");
             }
             if hub.presence.view.users_of(&node) != Some(users)
                 && hub.presence.duties.as_mut().is_some_and(|d| d.resync(now))

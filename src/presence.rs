@@ -116,12 +116,12 @@ impl Presence {
 
     /// Cluster mode, each loop turn: what this node owes the others, and
     /// the nodes that fell silent (dropped, their users let go).
-    pub fn tick_cluster(&mut self, up: bool, binder: &Binder, now: Instant) -> (Due, Vec<String>) {
+    pub fn tick_cluster(&mut self, up: bool, binder: &Binder, now: Instant) -> (Due, Vec<(String, usize)>) {
         let Some(duties) = &mut self.duties else {
             return (Due::default(), Vec::new());
         };
         let mut changed = Vec::new();
-        let result = duties.tick(up, now, &mut self.view, &mut changed);
+        let result = duties.tick(up, binder.user_count(), now, &mut self.view, &mut changed);
         self.remote(changed, |u| binder.has_user(u), now);
         result
     }

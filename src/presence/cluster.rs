@@ -201,18 +201,24 @@ impl View {
         }
     }
 
-    /// Drops every node not heard since `before`; returns their names.
-    pub fn expire(&mut self, before: Instant, changed: &mut Vec<Held>) -> Vec<String> {
-        let dead: Vec<String> = self
+    /// Drops every node not heard since `before`; returns their names
+    /// and how many users each held.
+    pub fn expire(&mut self, before: Instant, changed: &mut Vec<Held>) -> Vec<(String, usize)> {
+        let dead: Vec<(String, usize)> = self
             .nodes
             .iter()
             .filter(|(_, n)| n.heard < before)
-            .map(|(id, _)| id.clone())
+            .map(|(id, n)| (id.clone(), n.users.len()))
             .collect();
-        for id in &dead {
+        for (id, _) in &dead {
             self.remove(id, changed);
         }
         dead
+    }
+
+    /// Nodes known (heard from within the horizon).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     /// When the node heard from longest ago was heard.
@@ -270,6 +276,14 @@ pub struct Due {
 
 /// This node's side: when to beat, when the others must answer for
 /// themselves, when a snapshot is owed.
+///
+/// A node speaks only when it has something to say: it beats while it
+/// holds users (a node without users dying loses nobody), says `hello`
+/// when it comes up knowing other nodes (or learns of one it does not
+/// know, from a beat), and publishes a snapshot when asked or when it
+/// comes up with users, or after having spoken (the others may hold a
+/// stale picture of it). A lone node with nobody connected publishes
+/// nothing at all.
 #[derive(Debug)]
 pub struct Duties {
     /// This node's name in records, unique per process.
@@ -284,6 +298,9 @@ pub struct Duties {
     hello_at: Option<Instant>,
     /// When this node last asked everyone for snapshots.
     asked_at: Option<Instant>,
+    /// This node published its state at least once: the others may hold
+    /// a picture of it.
+    spoken: bool,
 }
 
 impl Duties {
@@ -303,7 +320,13 @@ impl Duties {
             snapshot_at: None,
             hello_at: None,
             asked_at: None,
+            spoken: false,
         }
+    }
+
+    /// This node published its state.
+    pub fn spoke(&mut self) {
+        self.spoken = true;
     }
 
     pub fn is_up(&self) -> bool {
@@ -327,26 +350,27 @@ impl Duties {
         true
     }
 
-    /// What is due at `now`, given whether the link is `up`. Coming up
-    /// owes a `hello` and a snapshot, and gives every known node a fresh
+    /// What is due at `now`, given whether the link is `up` and how many
+    /// users this node `holds`. Coming up gives every known node a fresh
     /// horizon (`view`); while up, nodes silent past the horizon are
-    /// dropped (into `changed`, their names returned).
+    /// dropped (into `changed`; their names and user counts returned).
     pub fn tick(
         &mut self,
         up: bool,
+        holds: usize,
         now: Instant,
         view: &mut View,
         changed: &mut Vec<Held>,
-    ) -> (Due, Vec<String>) {
+    ) -> (Due, Vec<(String, usize)>) {
         let mut due = Due::default();
         if up != self.up {
             self.up = up;
             if up {
                 view.heard_all(now);
-                due.hello = true;
-                due.snapshot = true;
-                due.beat = true;
-                self.asked_at = Some(now);
+                due.hello = view.node_count() > 0;
+                due.snapshot = holds > 0 || self.spoken;
+                due.beat = holds > 0;
+                self.asked_at = due.hello.then_some(now);
                 self.next_beat = Some(now + self.beat_every);
                 self.snapshot_at = None;
                 self.hello_at = None;
@@ -368,7 +392,7 @@ impl Duties {
         }
         if self.next_beat.is_some_and(|t| t <= now) {
             self.next_beat = Some(now + self.beat_every);
-            due.beat = true;
+            due.beat = holds > 0;
         }
         let dead = match now.checked_sub(self.horizon) {
             Some(before) => view.expire(before, changed),
@@ -502,15 +526,14 @@ mod tests {
         let mut d = Duties::new("me".into(), ping);
         let mut v = View::default();
         let mut ch = Vec::new();
-        let (due, _) = d.tick(true, t0, &mut v, &mut ch);
-        assert_eq!(
-            due,
-            Due {
-                hello: true,
-                snapshot: true,
-                beat: true
-            }
-        );
+        let (due, _) = d.tick(true, 1, t0, &mut v, &mut ch);
+        let first = Due {
+            hello: false,
+            snapshot: true,
+            beat: true,
+        };
+        assert_eq!(due, first, "no hello: nobody known yet");
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         v.apply(
             "a",
             vec![("alice".into(), state(1, &[("e", 1)]))],
@@ -519,46 +542,61 @@ mod tests {
             &mut ch,
         );
         ch.clear();
-        assert_eq!(
-            d.next_deadline(&v),
-            Some(t0 + Duration::from_secs(1)),
-            "a beat every half ping"
-        );
-        let (due, dead) = d.tick(true, t0 + Duration::from_secs(1), &mut v, &mut ch);
+        assert_eq!(d.next_deadline(&v), Some(at(1000)), "a beat every half ping");
+        let (due, dead) = d.tick(true, 1, at(1000), &mut v, &mut ch);
         assert!(due.beat && !due.hello && dead.is_empty());
         // Just within 1.5 pings of silence: kept.
-        let (_, dead) = d.tick(true, t0 + Duration::from_secs(3), &mut v, &mut ch);
+        let (_, dead) = d.tick(true, 1, at(3000), &mut v, &mut ch);
         assert!(dead.is_empty());
         assert_eq!(
             d.next_deadline(&v),
-            Some(t0 + Duration::from_millis(3001)),
+            Some(at(3001)),
             "a's horizon, before the next beat"
         );
-        let (_, dead) = d.tick(true, t0 + Duration::from_millis(3001), &mut v, &mut ch);
-        assert_eq!(dead, ["a"]);
+        let (_, dead) = d.tick(true, 1, at(3001), &mut v, &mut ch);
+        assert_eq!(dead, [("a".to_string(), 1)]);
         assert_eq!(names(&ch), [("alice".into(), false)]);
 
         // Down: silence says nothing; back up: a fresh horizon for all.
         ch.clear();
-        v.apply(
-            "b",
-            vec![("bob".into(), state(1, &[]))],
-            false,
-            t0 + Duration::from_secs(4),
-            &mut ch,
-        );
-        let (due, _) = d.tick(false, t0 + Duration::from_secs(5), &mut v, &mut ch);
+        v.apply("b", vec![("bob".into(), state(1, &[]))], false, at(4000), &mut ch);
+        let (due, _) = d.tick(false, 1, at(5000), &mut v, &mut ch);
         assert_eq!(due, Due::default());
         assert_eq!(d.next_deadline(&v), None);
-        let (_, dead) = d.tick(false, t0 + Duration::from_secs(60), &mut v, &mut ch);
+        let (_, dead) = d.tick(false, 1, at(60_000), &mut v, &mut ch);
         assert!(dead.is_empty());
-        let back = t0 + Duration::from_secs(61);
-        let (due, dead) = d.tick(true, back, &mut v, &mut ch);
-        assert!(due.hello && due.snapshot && dead.is_empty());
-        let (_, dead) = d.tick(true, back + Duration::from_secs(2), &mut v, &mut ch);
+        let (due, dead) = d.tick(true, 1, at(61_000), &mut v, &mut ch);
+        assert!(due.hello && due.snapshot && due.beat && dead.is_empty());
+        let (_, dead) = d.tick(true, 1, at(63_000), &mut v, &mut ch);
         assert!(dead.is_empty(), "b gets a fresh horizon");
-        let (_, dead) = d.tick(true, back + Duration::from_millis(3001), &mut v, &mut ch);
-        assert_eq!(dead, ["b"]);
+        let (_, dead) = d.tick(true, 1, at(64_001), &mut v, &mut ch);
+        assert_eq!(dead, [("b".to_string(), 1)]);
+    }
+
+    /// A lone node with nobody connected publishes nothing; once it has
+    /// spoken, it owes a snapshot whenever it comes back; it beats only
+    /// while it holds users.
+    #[test]
+    fn a_node_speaks_only_when_it_has_something_to_say() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut d = Duties::new("me".into(), Duration::from_secs(2));
+        let mut v = View::default();
+        let mut ch = Vec::new();
+        assert_eq!(d.tick(true, 0, t0, &mut v, &mut ch).0, Due::default());
+        assert_eq!(
+            d.tick(true, 0, at(1), &mut v, &mut ch).0,
+            Due::default(),
+            "no beat"
+        );
+        assert!(d.tick(true, 3, at(2), &mut v, &mut ch).0.beat);
+        d.spoke();
+        d.tick(false, 0, at(3), &mut v, &mut ch);
+        let (due, _) = d.tick(true, 0, at(4), &mut v, &mut ch);
+        assert!(
+            due.snapshot && !due.beat && !due.hello,
+            "the others may hold old news"
+        );
     }
 
     #[test]
@@ -567,11 +605,13 @@ mod tests {
         let mut d = Duties::new("me".into(), Duration::ZERO);
         let mut v = View::default();
         let mut ch = Vec::new();
-        d.tick(true, t0, &mut v, &mut ch);
+        v.heard("other", t0);
+        let (due, _) = d.tick(true, 0, t0, &mut v, &mut ch);
+        assert!(due.hello, "it knows a node");
         assert!(!d.resync(t0), "coming up just asked");
         d.owe_snapshot(t0 + Duration::from_secs(1));
         assert_eq!(d.next_deadline(&v), Some(t0 + Duration::from_secs(1)));
-        let (due, _) = d.tick(true, t0 + Duration::from_secs(1), &mut v, &mut ch);
+        let (due, _) = d.tick(true, 0, t0 + Duration::from_secs(1), &mut v, &mut ch);
         assert!(due.snapshot && !due.beat);
         assert_eq!(
             d.next_deadline(&v),
@@ -581,8 +621,12 @@ mod tests {
         let later = t0 + Duration::from_secs(45);
         assert!(d.resync(later));
         assert!(!d.resync(later + Duration::from_secs(1)));
-        let (due, _) = d.tick(true, later, &mut v, &mut ch);
+        let (due, _) = d.tick(true, 0, later, &mut v, &mut ch);
         assert!(due.hello && !due.snapshot);
+        // Coming up knowing nobody: the first disagreement may ask at once.
+        let mut d = Duties::new("me".into(), Duration::ZERO);
+        d.tick(true, 0, t0, &mut View::default(), &mut ch);
+        assert!(d.resync(t0));
     }
 
     #[test]

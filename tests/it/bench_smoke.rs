@@ -1,6 +1,6 @@
 //! The load tool (`wspush-bench`, workspace member `bench/`) against the real
 //! server binary: small runs of every scenario (`idle`, `fanout`, `pushrate`,
-//! `soak`, `hostile`) must pass, so the tool and the server keep agreeing. The tool is
+//! `soak`, `hostile`, `presence`) must pass, so the tool and the server keep agreeing. The tool is
 //! another package, so its binary is built (once per test run, a no-op when
 //! it is up to date) and found under the target directory.
 
@@ -195,6 +195,45 @@ fn pushrate_scenario_passes_against_the_binary() {
     assert!(pushes >= 20, "only {pushes} pushes in a second: {v}");
     assert_eq!(v["delivered"].as_u64(), Some(pushes), "{v}");
     assert!(v["push_rtt_p99_ms"].is_number(), "{v}");
+}
+
+#[test]
+fn presence_scenario_passes_against_the_binary() {
+    let server = spawn_bin(&[]);
+    let addr = server.addr.to_string();
+    let pid = server.child.id().to_string();
+    let out = expect_success(&[
+        "presence",
+        "--addr",
+        &addr,
+        "--conns",
+        "30",
+        "--users",
+        "7",
+        "--queries",
+        "10",
+        "--pid",
+        &pid,
+    ]);
+    assert!(out.contains("scenario              presence\n"), "{out}");
+    assert!(out.contains("result                ok\n"), "{out}");
+    let out = expect_success(&[
+        "presence",
+        "--addr",
+        &addr,
+        "--conns",
+        "20",
+        "--queries",
+        "5",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(v["scenario"], "presence");
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(
+        v["event_rtt_p99_ms"].is_number() && v["user_rtt_p99_ms"].is_number(),
+        "{v}"
+    );
 }
 
 #[test]
