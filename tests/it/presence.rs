@@ -373,12 +373,17 @@ fn a_reload_within_the_grace_makes_no_noise() {
 /// or drops; shutdown ends them with 1001 like every stream.
 #[test]
 fn lifecycle_streams_are_not_subscribers() {
-    let server = start_with(|b| b.configure(|c| c.max_connections = 1));
+    let server = start_with(|b| {
+        b.configure(|c| {
+            c.max_connections = 1;
+            c.offline_grace = Duration::ZERO;
+        })
+    });
     let a = server.addr;
     let mut l = Lifecycle::open(a, "").expect("stream");
-    let _l2 = Lifecycle::open(a, "").expect("a second listener");
+    let l2 = Lifecycle::open(a, "").expect("a second listener");
     assert_eq!(metric(a, "wspush_connections"), 0);
-    let _ws = connect_registered(a, "alice", "news");
+    let ws = connect_registered(a, "alice", "news");
     assert_eq!(l.next(), ev("online", "alice"));
     assert_eq!(metric(a, "wspush_connections"), 1);
     let r = post(a, "/broadcast", r#"{"event":"news","message":"hi"}"#);
@@ -386,7 +391,8 @@ fn lifecycle_streams_are_not_subscribers() {
     let r = post(a, "/drop", r#"{"userId":"alice"}"#);
     assert_eq!(r.body, "dropped 1 clients");
     assert_eq!(l.next(), ev("offline", "alice"));
-    server.stop().unwrap();
+    drop((ws, l2));
+    server.handle.shutdown();
     let last = l.until_end().expect("a close event");
     assert_eq!(
         last,
