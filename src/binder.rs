@@ -267,8 +267,11 @@ impl Binder {
     /// Moves what changed, in order, to the end of `out`.
     pub fn drain_changes(&mut self, out: &mut Vec<(Rc<str>, Change)>) {
         out.append(&mut self.changes);
-        // A burst (a reconnect storm) leaves no big buffer behind.
-        self.changes.shrink_to(64);
+        // The buffer is kept from turn to turn (no allocation per turn),
+        // but a burst (a reconnect storm) leaves no big one behind.
+        if self.changes.capacity() > 1024 {
+            self.changes = Vec::new();
+        }
     }
 }
 

@@ -245,6 +245,7 @@ pub(crate) fn listen(hub: &mut Hub, id: usize, conn: &mut Conn, style: Style, no
 fn announce(hub: &mut Hub, conns: &mut Slab<Conn>, now: Instant) {
     let transitions = hub.presence.take_transitions();
     if transitions.is_empty() || hub.presence.listeners().is_empty() {
+        hub.presence.recycle(transitions);
         return;
     }
     let listeners = hub.presence.listeners().to_vec();
@@ -272,6 +273,7 @@ fn announce(hub: &mut Hub, conns: &mut Slab<Conn>, now: Instant) {
             }
         }
     }
+    hub.presence.recycle(transitions);
 }
 
 /// The events of `batch` as one piece, close-delimited and chunked.

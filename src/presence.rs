@@ -110,8 +110,9 @@ impl Presence {
                 self.dirty.push(user);
             }
         }
-        changes.shrink_to(64);
-        self.changes = changes;
+        if changes.capacity() <= 1024 {
+            self.changes = changes;
+        }
     }
 
     /// Cluster mode, each loop turn: what this node owes the others, and
@@ -203,9 +204,17 @@ impl Presence {
         }
     }
 
-    /// Transitions since the last call, in order.
+    /// Transitions since the last call, in order. Hand the buffer back
+    /// with `recycle`, so a turn allocates nothing.
     pub fn take_transitions(&mut self) -> Vec<Transition> {
         std::mem::take(&mut self.transitions)
+    }
+
+    pub fn recycle(&mut self, mut used: Vec<Transition>) {
+        used.clear();
+        if self.transitions.is_empty() && used.capacity() <= 1024 {
+            self.transitions = used;
+        }
     }
 
     /// Users online (their grace included): the `wspush_online_users` gauge.
