@@ -56,7 +56,12 @@ trap 'kill "$vg" 2>/dev/null || true' EXIT
 for _ in $(seq 200); do grep -q "listening on" "$OUT/server.log" && break; sleep 0.1; done
 grep -q "listening on" "$OUT/server.log" || { echo "server never listened" >&2; exit 1; }
 
-metric() { curl -s "127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+# The value of metric $1, summed over its labels (wspush_messages_delivered_total
+# is split by transport).
+metric() {
+  curl -s "127.0.0.1:$PORT/metrics" |
+    awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $2 } END { print s + 0 }'
+}
 
 taskset -c 1 "$BENCH_BIN" "${load[@]}" --addr "127.0.0.1:$PORT" --json > "$OUT/bench.json" &
 bench=$!
