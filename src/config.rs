@@ -1129,6 +1129,27 @@ mod tests {
     }
 
     #[test]
+    fn offline_grace_takes_a_duration_by_flag_or_env() {
+        assert_eq!(run(&[]).unwrap().offline_grace, Duration::from_secs(5));
+        assert_eq!(
+            run(&["--offline-grace", "500ms"]).unwrap().offline_grace,
+            Duration::from_millis(500)
+        );
+        assert_eq!(run(&["--offline-grace=0"]).unwrap().offline_grace, Duration::ZERO);
+        let env = |k: &str| (k == "WSPUSH_OFFLINE_GRACE").then(|| "1m".to_string());
+        let Ok(Cli::Run(c)) = parse_cli(Vec::<String>::new(), env) else {
+            panic!("env grace")
+        };
+        assert_eq!(c.offline_grace, Duration::from_secs(60));
+        let e = run(&["--offline-grace", "soon"]).unwrap_err().0;
+        assert!(e.contains("--offline-grace"), "{e}");
+        for path in ["/presence", "/lifecycle"] {
+            let e = run(&["--push-path", path]).unwrap_err().0;
+            assert!(e.contains("built-in endpoint"), "{e}");
+        }
+    }
+
+    #[test]
     fn redis_flags_and_their_env_twins() {
         let c = run(&[]).unwrap();
         assert_eq!(c.redis, None);

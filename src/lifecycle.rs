@@ -70,6 +70,9 @@ fn cluster_turn(hub: &mut Hub, now: Instant) {
     let Some(me) = hub.presence.duties.as_ref().map(|d| d.me.clone()) else {
         return;
     };
+    if hub.binder.user_count() > 0 {
+        curious(hub, now);
+    }
     if !up {
         // The snapshot sent when the link is back covers these.
         hub.presence.dirty.clear();
@@ -102,6 +105,13 @@ fn cluster_turn(hub: &mut Hub, now: Instant) {
     }
     if due.beat {
         publish(hub, record::beat(&me, hub.binder.user_count()), now);
+    }
+}
+
+/// This node needs the other nodes' state (see `Duties::be_curious`).
+fn curious(hub: &mut Hub, now: Instant) {
+    if let Some(d) = &mut hub.presence.duties {
+        d.be_curious(now);
     }
 }
 
@@ -193,6 +203,7 @@ pub(crate) fn presence(hub: &mut Hub, head: &Head, style: Style, now: Instant) -
         Err(why) => return Response::error(400, why, style.json),
     };
     hub.presence.follow(&mut hub.binder, now);
+    curious(hub, now);
     let text = !style.json && accepts_text(head);
     let p = &hub.presence;
     match query {
@@ -236,6 +247,7 @@ pub(crate) fn listen(hub: &mut Hub, id: usize, conn: &mut Conn, style: Style, no
     session.start(&mut conn.out, &[]);
     hub.opened_backend(conn, Session::Sse(session));
     hub.presence.listen(id);
+    curious(hub, now);
     debug!("lifecycle stream from {}", conn.peer);
 }
 

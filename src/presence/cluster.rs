@@ -277,13 +277,14 @@ pub struct Due {
 /// This node's side: when to beat, when the others must answer for
 /// themselves, when a snapshot is owed.
 ///
-/// A node speaks only when it has something to say: it beats while it
-/// holds users (a node without users dying loses nobody), says `hello`
-/// when it comes up knowing other nodes (or learns of one it does not
-/// know, from a beat), and publishes a snapshot when asked or when it
-/// comes up with users, or after having spoken (the others may hold a
-/// stale picture of it). A lone node with nobody connected publishes
-/// nothing at all.
+/// A node speaks only when it has something to say or to ask: it beats
+/// while it holds users (a node without users dying loses nobody); it
+/// says `hello` when it comes up knowing other nodes, when it first needs
+/// the others' state (it holds users, a `/lifecycle` stream opened,
+/// `/presence` was asked), or when a beat shows it a node it does not
+/// know or knows wrong; it publishes a snapshot when asked, or when it
+/// comes up with users or after having spoken (the others may hold a
+/// stale picture of it). A lone node nobody uses publishes nothing.
 #[derive(Debug)]
 pub struct Duties {
     /// This node's name in records, unique per process.
@@ -301,6 +302,9 @@ pub struct Duties {
     /// This node published its state at least once: the others may hold
     /// a picture of it.
     spoken: bool,
+    /// This node needs the others' state (it holds users, has listeners,
+    /// was asked for presence).
+    curious: bool,
 }
 
 impl Duties {
@@ -321,6 +325,20 @@ impl Duties {
             hello_at: None,
             asked_at: None,
             spoken: false,
+            curious: false,
+        }
+    }
+
+    /// This node needs the others' state from now on: the first time,
+    /// ask for it (a `hello`).
+    pub fn be_curious(&mut self, now: Instant) {
+        if self.curious {
+            return;
+        }
+        self.curious = true;
+        if self.up {
+            self.asked_at = Some(now);
+            self.hello_at = Some(now);
         }
     }
 
@@ -367,7 +385,7 @@ impl Duties {
             self.up = up;
             if up {
                 view.heard_all(now);
-                due.hello = view.node_count() > 0;
+                due.hello = view.node_count() > 0 || holds > 0 || self.curious;
                 due.snapshot = holds > 0 || self.spoken;
                 due.beat = holds > 0;
                 self.asked_at = due.hello.then_some(now);
@@ -528,11 +546,11 @@ mod tests {
         let mut ch = Vec::new();
         let (due, _) = d.tick(true, 1, t0, &mut v, &mut ch);
         let first = Due {
-            hello: false,
+            hello: true,
             snapshot: true,
             beat: true,
         };
-        assert_eq!(due, first, "no hello: nobody known yet");
+        assert_eq!(due, first, "it holds users: it needs the others too");
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         v.apply(
             "a",
@@ -593,10 +611,31 @@ mod tests {
         d.spoke();
         d.tick(false, 0, at(3), &mut v, &mut ch);
         let (due, _) = d.tick(true, 0, at(4), &mut v, &mut ch);
-        assert!(
-            due.snapshot && !due.beat && !due.hello,
-            "the others may hold old news"
-        );
+        assert!(due.snapshot && !due.beat, "the others may hold old news");
+    }
+
+    /// A node that needs the others' state asks once, at once, and again
+    /// whenever it comes back up.
+    #[test]
+    fn a_curious_node_says_hello() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut v = View::default();
+        let mut ch = Vec::new();
+        let mut d = Duties::new("me".into(), Duration::from_secs(2));
+        d.be_curious(t0);
+        assert_eq!(d.next_deadline(&v), None, "down: nothing to do yet");
+        let (due, _) = d.tick(true, 0, at(1), &mut v, &mut ch);
+        assert!(due.hello && !due.snapshot);
+        let mut d = Duties::new("me".into(), Duration::from_secs(2));
+        assert_eq!(d.tick(true, 0, t0, &mut v, &mut ch).0, Due::default());
+        d.be_curious(at(1));
+        assert_eq!(d.next_deadline(&v), Some(at(1)));
+        assert!(d.tick(true, 0, at(1), &mut v, &mut ch).0.hello);
+        d.be_curious(at(2));
+        assert!(!d.tick(true, 0, at(2), &mut v, &mut ch).0.hello, "once");
+        d.tick(false, 0, at(3), &mut v, &mut ch);
+        assert!(d.tick(true, 0, at(4), &mut v, &mut ch).0.hello, "back up");
     }
 
     #[test]

@@ -184,20 +184,34 @@ fn a_view_that_disagrees_with_a_beat_asks_for_snapshots() {
     let mut sub = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
     sub.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     sub.write_all(b"SUBSCRIBE wspush\r\n").unwrap();
-    // Past the horizon of a's own hello at start (1.5 pings).
+    // Asked for presence, a says hello once; past that hello's horizon
+    // (1.5 pings) it may ask again.
+    assert_eq!(presence(a.addr, "userId=g")["online"], false);
     std::thread::sleep(ping * 2);
     let states = r#"1N{"node":"ghost","type":"update","users":[{"userId":"g","connections":1,"events":{}}]}"#;
     assert_eq!(redis.publish("wspush", states.as_bytes()), 2);
     eventually("a knows the ghost's user", || {
         presence(a.addr, "userId=g")["online"] == true
     });
+    let mut buf = [0u8; 4096];
+    let mut before = Vec::new();
+    while let Ok(n) = sub.read(&mut buf) {
+        assert!(n > 0, "redis closed");
+        before.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&before)
+            .matches(r#""type":"hello""#)
+            .count(),
+        1,
+        "one hello, when first asked"
+    );
     assert_eq!(
         redis.publish("wspush", br#"1N{"node":"ghost","type":"beat","userCount":2}"#),
         2
     );
     let mut seen = Vec::new();
     let deadline = Instant::now() + WAIT;
-    let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&seen).contains(r#""type":"hello""#) {
         assert!(
             Instant::now() < deadline,
@@ -210,4 +224,28 @@ fn a_view_that_disagrees_with_a_beat_asks_for_snapshots() {
             Err(_) => {}
         }
     }
+}
+
+/// A node that joins later learns what the others hold when it first
+/// needs it (here: its first `/presence`), not at their next beat (15 s
+/// with the default 30 s ping interval).
+#[test]
+fn a_late_node_learns_the_cluster_when_first_asked() {
+    let redis = RedisServer::start();
+    let a = node(&redis.url());
+    let _alice = sse_user(a.addr, "alice", "news");
+    let b = node(&redis.url());
+    let started = Instant::now();
+    eventually("b knows alice", || {
+        presence(b.addr, "userId=alice")["online"] == true
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        presence(b.addr, "event=news"),
+        json!({"event": "news", "users": ["alice"], "connections": 1})
+    );
 }
