@@ -69,8 +69,9 @@ pub(crate) fn took(hub: &mut Hub, id: usize, grant: &Grant) {
     let gone: Vec<String> = hub
         .binder
         .events_of(id)
+        .iter()
         .filter(|e| !patterns.allows(e))
-        .map(str::to_string)
+        .map(|e| e.to_string())
         .collect();
     for event in &gone {
         hub.binder.unsubscribe(id, event);

@@ -37,6 +37,18 @@ pub enum BindError {
     TooManyEvents,
 }
 
+/// How a user's bindings changed (presence follows the binder through
+/// these: see `Binder::drain_changes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Its first connection bound.
+    Joined,
+    /// Its last connection went.
+    Left,
+    /// A connection or an event came or went; the user still has one.
+    Events,
+}
+
 #[derive(Debug, Default)]
 pub struct Binder {
     users: HashMap<Rc<str>, Vec<ConnId>>,
@@ -44,6 +56,9 @@ pub struct Binder {
     /// Indexed by `ConnId`; `None` for slots not bound (or not in use).
     conns: Vec<Option<Binding>>,
     subscriptions: usize,
+    /// What changed since presence last looked, in order. Recorded here,
+    /// the one place bindings change, so no caller can forget to tell.
+    changes: Vec<(Rc<str>, Change)>,
 }
 
 impl Binder {
@@ -86,6 +101,9 @@ impl Binder {
             if list.is_empty() {
                 // Most users have one connection; later pushes grow as usual.
                 list.reserve_exact(1);
+                self.changes.push((user.clone(), Change::Joined));
+            } else {
+                self.changes.push((user.clone(), Change::Events));
             }
             let pos = list.len();
             list.push(conn);
@@ -105,8 +123,12 @@ impl Binder {
         self.events.entry(event.clone()).or_default().insert(conn);
         if let Some(Some(b)) = self.conns.get_mut(conn) {
             let mut events = Vec::from(std::mem::take(&mut b.events));
+            let first = events.is_empty();
             events.push(event);
             b.events = events.into_boxed_slice();
+            if !first {
+                self.changes.push((b.user.clone(), Change::Events));
+            }
         }
         self.subscriptions += 1;
         Ok(())
@@ -124,6 +146,7 @@ impl Binder {
         let mut events = Vec::from(std::mem::take(&mut b.events));
         let ev = events.swap_remove(pos);
         b.events = events.into_boxed_slice();
+        self.changes.push((b.user.clone(), Change::Events));
         self.remove_from_event(&ev, conn);
         self.subscriptions -= 1;
         true
@@ -150,6 +173,9 @@ impl Binder {
             }
             if list.is_empty() {
                 self.users.remove(&b.user);
+                self.changes.push((b.user, Change::Left));
+            } else {
+                self.changes.push((b.user, Change::Events));
             }
         }
     }
@@ -171,13 +197,6 @@ impl Binder {
     /// How many connections are bound to `user` (`--max-connections-per-user`).
     pub fn connections(&self, user: &str) -> usize {
         self.users.get(user).map_or(0, Vec::len)
-    }
-
-    /// The events `conn` is subscribed to.
-    pub fn events_of(&self, conn: ConnId) -> impl Iterator<Item = &str> + '_ {
-        self.binding(conn)
-            .into_iter()
-            .flat_map(|b| b.events.iter().map(|e| &**e))
     }
 
     /// Calls `f` for each connection of `user` subscribed to `event`.
@@ -223,6 +242,41 @@ impl Binder {
     /// Total (connection, event) pairs (a gauge in /metrics).
     pub fn subscription_count(&self) -> usize {
         self.subscriptions
+    }
+
+    /// Whether `user` has a bound connection here.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
+    /// Every bound user with its connections.
+    pub fn users(&self) -> impl Iterator<Item = (&Rc<str>, &[ConnId])> + '_ {
+        self.users.iter().map(|(u, list)| (u, list.as_slice()))
+    }
+
+    /// The connections of `user` (none when it has none).
+    pub fn conns_of(&self, user: &str) -> &[ConnId] {
+        self.users.get(user).map_or(&[], Vec::as_slice)
+    }
+
+    /// The events `conn` is subscribed to.
+    pub fn events_of(&self, conn: ConnId) -> &[Rc<str>] {
+        self.binding(conn).map_or(&[], |b| &b.events)
+    }
+
+    /// Whether anything changed since the last `drain_changes`.
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// Moves what changed, in order, to the end of `out`.
+    pub fn drain_changes(&mut self, out: &mut Vec<(Rc<str>, Change)>) {
+        out.append(&mut self.changes);
+        // The buffer is kept from turn to turn (no allocation per turn),
+        // but a burst (a reconnect storm) leaves no big one behind.
+        if self.changes.capacity() > 1024 {
+            self.changes = Vec::new();
+        }
     }
 }
 
@@ -367,6 +421,49 @@ mod tests {
             took < std::time::Duration::from_secs(1),
             "unbinding {N} connections took {took:?}"
         );
+    }
+
+    /// Every way bindings change is recorded, in order, whoever caused
+    /// it: presence follows the binder through these alone.
+    #[test]
+    fn changes_are_recorded_in_order() {
+        let mut b = Binder::new();
+        let mut got = Vec::new();
+        let mut take = |b: &mut Binder| {
+            got.clear();
+            b.drain_changes(&mut got);
+            got.iter().map(|(u, c)| (u.to_string(), *c)).collect::<Vec<_>>()
+        };
+        let c = |u: &str, c| (u.to_string(), c);
+        b.bind(1, "u", "a", 8).unwrap();
+        b.bind(1, "u", "b", 8).unwrap();
+        b.bind(1, "u", "b", 8).unwrap();
+        b.bind(2, "u", "a", 8).unwrap();
+        assert_eq!(b.bind(1, "v", "a", 8), Err(BindError::OtherUser));
+        assert!(b.has_changes());
+        assert_eq!(
+            take(&mut b),
+            [
+                c("u", Change::Joined),
+                c("u", Change::Events),
+                c("u", Change::Events)
+            ]
+        );
+        assert!(!b.has_changes());
+        assert!(b.unsubscribe(1, "a"));
+        assert!(!b.unsubscribe(1, "a"));
+        b.unbind(1);
+        b.unbind(1);
+        b.unbind(2);
+        assert_eq!(
+            take(&mut b),
+            [
+                c("u", Change::Events),
+                c("u", Change::Events),
+                c("u", Change::Left)
+            ]
+        );
+        assert!(!b.has_user("u") && b.conns_of("u").is_empty());
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct Config {
     /// Time allowed to send a request or read a response; also the idle
     /// keep-alive time of an HTTP connection.
     pub request_timeout: Duration,
+    /// How long a user stays online after its last connection went
+    /// (`/lifecycle` says `offline` only then); zero: at once.
+    pub offline_grace: Duration,
     /// Log level.
     pub log_level: Level,
     /// Log line format: text, or one JSON object per line.
@@ -128,6 +131,7 @@ impl Default for Config {
             register_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
+            offline_grace: Duration::from_secs(5),
             log_level: Level::Info,
             log_format: LogFormat::Text,
             push_key: None,
@@ -153,7 +157,9 @@ impl Default for Config {
     }
 }
 
-use crate::http::route::{BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH};
+use crate::http::route::{
+    BROADCAST_PATH, DROP_PATH, HEALTH_PATH, LIFECYCLE_PATH, METRICS_PATH, PRESENCE_PATH,
+};
 
 /// The largest byte limit accepted (1 GiB): far above any sane message,
 /// body or backlog, and low enough that no arithmetic on it overflows.
@@ -205,7 +211,14 @@ impl Config {
                 return err(format!("--{a} and --{b} must differ"));
             }
         }
-        let fixed = [BROADCAST_PATH, DROP_PATH, HEALTH_PATH, METRICS_PATH];
+        let fixed = [
+            BROADCAST_PATH,
+            DROP_PATH,
+            HEALTH_PATH,
+            METRICS_PATH,
+            PRESENCE_PATH,
+            LIFECYCLE_PATH,
+        ];
         for (_, path) in paths {
             if fixed.contains(&path.as_str()) {
                 return err(format!("path {path} is already used by a built-in endpoint"));
@@ -249,6 +262,7 @@ impl Config {
             ("register-timeout", self.register_timeout, true),
             ("ping-interval", self.ping_interval, true),
             ("request-timeout", self.request_timeout, false),
+            ("offline-grace", self.offline_grace, true),
             ("redis-timeout", self.redis_timeout, false),
             ("history-ttl", self.history_ttl, false),
         ] {
@@ -598,7 +612,8 @@ const FLAGS: &[Flag] = &[
         name: "push-key",
         env: "WSPUSH_PUSH_KEY",
         metavar: "KEY",
-        help: "require Authorization: Bearer KEY on /push, /broadcast, /drop, /metrics (default: none, loopback clients only)",
+        help: "require Authorization: Bearer KEY on /push, /broadcast, /drop, /metrics, /presence, /lifecycle \
+               (default: none, loopback clients only)",
         set: |c, v| {
             c.push_key = Some(Secret::new(v));
             c.push_key_file = None;
@@ -802,6 +817,17 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "offline-grace",
+        env: "WSPUSH_OFFLINE_GRACE",
+        metavar: "SECS",
+        help: "time a user stays online after its last connection went, so a page reload makes no \
+               offline/online on /lifecycle; 0 = at once (default 5)",
+        set: |c, v| {
+            c.offline_grace = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "no-demo",
         env: "WSPUSH_NO_DEMO",
         metavar: "",
@@ -929,9 +955,10 @@ pub fn help() -> String {
     ));
     s.push_str(
         "\nEndpoints: GET <ws-path> (WebSocket), POST <push-path>, POST /broadcast,\n\
-         POST /drop, GET /healthz, GET /metrics; the demo page at / and the browser\n\
-         client at /wspush.js. Without --push-key, /push, /broadcast, /drop and\n\
-         /metrics answer loopback clients only, and refuse what a browser or a proxy\n\
+         POST /drop, GET /healthz, GET /metrics, GET /presence, GET /lifecycle; the\n\
+         demo page at / and the browser client at /wspush.js. Without --push-key,\n\
+         /push, /broadcast, /drop, /metrics, /presence and /lifecycle answer loopback\n\
+         clients only, and refuse what a browser or a proxy\n\
          sends (Origin, Sec-Fetch-Site, X-Forwarded-For, Forwarded, a Host that is not\n\
          localhost or a loopback address); with it they need Authorization: Bearer KEY\n\
          from anywhere; a unix-socket client counts as loopback. With --push-listen,\n\
@@ -1519,6 +1546,27 @@ mod tests {
         }
         assert!(matches!(parse_cli(["--help"], no_env), Ok(Cli::Help)));
         assert!(matches!(parse_cli(["-V"], no_env), Ok(Cli::Version)));
+    }
+
+    #[test]
+    fn offline_grace_takes_a_duration_by_flag_or_env() {
+        assert_eq!(run(&[]).unwrap().offline_grace, Duration::from_secs(5));
+        assert_eq!(
+            run(&["--offline-grace", "500ms"]).unwrap().offline_grace,
+            Duration::from_millis(500)
+        );
+        assert_eq!(run(&["--offline-grace=0"]).unwrap().offline_grace, Duration::ZERO);
+        let env = |k: &str| (k == "WSPUSH_OFFLINE_GRACE").then(|| "1m".to_string());
+        let Ok(Cli::Run(c)) = parse_cli(Vec::<String>::new(), env) else {
+            panic!("env grace")
+        };
+        assert_eq!(c.offline_grace, Duration::from_secs(60));
+        let e = run(&["--offline-grace", "soon"]).unwrap_err().0;
+        assert!(e.contains("--offline-grace"), "{e}");
+        for path in ["/presence", "/lifecycle"] {
+            let e = run(&["--push-path", path]).unwrap_err().0;
+            assert!(e.contains("built-in endpoint"), "{e}");
+        }
     }
 
     #[test]

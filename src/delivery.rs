@@ -103,6 +103,7 @@ fn reply(asker: Asker, result: Result<Done, Refused>, hub: &Hub, now: Instant) -
             let _ = tx.send(r);
             return None;
         }
+        Asker::Nobody => return None,
         Asker::Http { style, .. } => style,
     };
     Some(match result {
@@ -339,6 +340,14 @@ pub(crate) fn run_redis(hub: &mut Hub, conns: &mut Slab<Conn>, registry: &Regist
     for outcome in out.drain(..) {
         match outcome {
             Outcome::Published {
+                waiter: Asker::Nobody,
+                ..
+            } => crate::lifecycle::answered(hub, true),
+            Outcome::Failed {
+                waiter: Asker::Nobody,
+                ..
+            } => crate::lifecycle::answered(hub, false),
+            Outcome::Published {
                 waiter,
                 nodes,
                 latency,
@@ -354,8 +363,11 @@ pub(crate) fn run_redis(hub: &mut Hub, conns: &mut Slab<Conn>, registry: &Regist
                 let why = Refused::Unavailable("redis did not acknowledge the push");
                 answer_parked(hub, conns, waiter, Err(why), now);
             }
-            Outcome::Message(_) if hub.history.is_some() => {
+            Outcome::Message(record)
+                if hub.history.is_some() && !crate::presence::record::is_presence(&record) =>
+            {
                 // Not from the stream: it has no place in the history.
+                // (Presence records never go through the stream.)
                 refuse_record(hub, "it has no stream ID (is every node started with --history?)");
             }
             Outcome::Message(record) => apply(hub, conns, &record, None, now),
@@ -415,7 +427,7 @@ fn answer_parked(
 ) {
     let (id, serial, style) = match &asker {
         Asker::Http { id, serial, style } => (*id, *serial, *style),
-        Asker::Handle(_) => (0, 0, Style::CLOSING),
+        Asker::Handle(_) | Asker::Nobody => (0, 0, Style::CLOSING),
     };
     let Some(resp) = reply(asker, result, hub, now) else {
         return;
@@ -442,6 +454,9 @@ fn answer_parked(
 /// applied like a local push, or counted and ignored when it is not one of
 /// ours or too big for this node.
 fn apply(hub: &mut Hub, conns: &mut Slab<Conn>, record: &[u8], at: Option<Pos>, now: Instant) {
+    if crate::presence::record::is_presence(record) {
+        return crate::lifecycle::on_record(hub, conns, record, now);
+    }
     let req = match cluster::decode(record) {
         Ok(req) => req,
         Err(reason) => return refuse_record(hub, &reason),

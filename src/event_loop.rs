@@ -46,6 +46,7 @@ use crate::conn::{Conn, Peer, Ready, Socket, State};
 use crate::delivery;
 use crate::http::response::Response;
 use crate::hub::{Asker, Hooks, Hub, Settings, LOG_EVERY};
+use crate::lifecycle;
 use crate::listen::{Listener, Role};
 use crate::notify::Notifier;
 use crate::push::PushRequest;
@@ -200,6 +201,7 @@ impl Loop {
                 self.next_trim(now),
                 self.hub.redis.as_ref().and_then(Redis::next_deadline),
                 self.next_watchdog,
+                lifecycle::next_deadline(&self.hub, now),
             ]
             .into_iter()
             .flatten()
@@ -256,6 +258,7 @@ impl Loop {
                 self.hub.revisit = again;
             }
             self.run_timers(now);
+            lifecycle::run(&mut self.hub, &mut self.conns, now);
             delivery::run_redis(&mut self.hub, &mut self.conns, self.poll.registry(), now);
             if std::mem::take(&mut self.hub.freed_descriptor) && self.accept_paused_until.is_some() {
                 // A descriptor came free: accept again at once.

@@ -26,6 +26,8 @@ use crate::idle::{Entry, IdleQueue};
 use crate::listen::Role;
 use crate::metrics::Metrics;
 use crate::outbound::{discard_some, Drained, Io, Outbound};
+use crate::presence::cluster::{node_name, Duties};
+use crate::presence::Presence;
 use crate::replay::Replays;
 use crate::session::{Session, Tick, Timeouts};
 use crate::slab::Slab;
@@ -94,6 +96,8 @@ pub(crate) enum Asker {
     Http { id: usize, serial: u64, style: Style },
     /// A library `Handle` on another thread.
     Handle(SyncSender<Result<usize, Error>>),
+    /// Nobody: a record of the node's own (presence, `lifecycle.rs`).
+    Nobody,
 }
 
 /// Why a session stops being open.
@@ -113,6 +117,8 @@ pub(crate) struct Hub {
     /// Per connection and per client address: held tokens' fingerprints,
     /// open connections per address (SPEC §9).
     pub clients: Clients,
+    /// Who is online, `/lifecycle` listeners (presence.rs, lifecycle.rs).
+    pub presence: Presence,
     pub metrics: Metrics,
     pub timers: Timers,
     pub hooks: Hooks,
@@ -155,10 +161,15 @@ pub(crate) struct Hub {
 impl Hub {
     pub fn new(settings: Settings, hooks: Hooks, redis: Option<Redis<Asker>>) -> Hub {
         let history = crate::history::for_config(&settings.cfg);
+        let mut presence = Presence::new(settings.cfg.offline_grace);
+        if redis.is_some() {
+            presence.duties = Some(Duties::new(node_name(), settings.cfg.ping_interval));
+        }
         Hub {
             clients: Clients::new(settings.cfg.max_connections_per_ip),
             settings,
             binder: Binder::new(),
+            presence,
             metrics: Metrics::default(),
             timers: Timers::new(),
             hooks,
@@ -258,10 +269,14 @@ impl Hub {
         }
         let t = s.transport();
         self.binder.unbind(id);
+        // A `/lifecycle` stream was never counted (see `opened_backend`).
+        let backend = self.presence.forget_listener(id);
         self.clients.forget(id);
-        self.clients.closed(conn.peer.ip());
         self.replays.stop(id);
-        self.metrics.connections.sub(t, 1);
+        if !backend {
+            self.clients.closed(conn.peer.ip());
+            self.metrics.connections.sub(t, 1);
+        }
         let timeouts = &self.settings.timeouts;
         match why {
             Ending::Close(close) => {
@@ -409,6 +424,14 @@ impl Hub {
         self.clients.opened(conn.peer.ip());
         self.metrics.http_sockets -= 1;
         debug!("{} open from {}", session.transport().label(), conn.peer);
+        conn.state = State::Session(session);
+    }
+
+    /// A connection became a back end's stream (`/lifecycle`): a session
+    /// that is no subscriber, so neither counted as a connection nor held
+    /// to `--max-connections`.
+    pub fn opened_backend(&mut self, conn: &mut Conn, session: Session) {
+        self.metrics.http_sockets -= 1;
         conn.state = State::Session(session);
     }
 }

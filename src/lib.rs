@@ -48,6 +48,7 @@ mod history;
 pub mod http;
 mod hub;
 mod idle;
+mod lifecycle;
 /// Listeners (TCP, unix, systemd's); public for integration tests.
 #[doc(hidden)]
 pub mod listen;
@@ -58,6 +59,7 @@ mod names;
 pub mod notify;
 mod outbound;
 mod payload;
+mod presence;
 mod proxy;
 mod push;
 mod replay;
@@ -191,8 +193,9 @@ impl Builder {
         self
     }
 
-    /// Push auth for `/push`, `/broadcast`, `/drop` and `/metrics`; `false`
-    /// answers 401. Replaces the default loopback-only rule.
+    /// Push auth for `/push`, `/broadcast`, `/drop`, `/metrics`, `/presence`
+    /// and `/lifecycle`; `false` answers 401. Replaces the default
+    /// loopback-only rule.
     pub fn push_auth(mut self, f: impl FnMut(&Request<'_>) -> bool + Send + 'static) -> Builder {
         self.push_auth = Some(Box::new(f));
         self

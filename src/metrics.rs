@@ -57,6 +57,8 @@ impl PerTransport {
 /// Values read from elsewhere at render time.
 pub struct Gauges<'a> {
     pub users: usize,
+    /// Users online as `/lifecycle` tells it (cluster-wide, grace included).
+    pub online_users: usize,
     pub subscriptions: usize,
     /// Present in cluster mode.
     pub redis: Option<RedisGauges<'a>>,
@@ -170,6 +172,12 @@ impl Metrics {
             g.users as u64,
         );
         one(
+            "wspush_online_users",
+            "gauge",
+            "Users online as /lifecycle and /presence tell it: a connection on any node, or within --offline-grace of the last one.",
+            g.online_users as u64,
+        );
+        one(
             "wspush_subscriptions",
             "gauge",
             "Connection-event subscriptions.",
@@ -269,6 +277,7 @@ mod tests {
         m.http_error(400);
         let s = m.render(&Gauges {
             users: 1,
+            online_users: 2,
             subscriptions: 3,
             redis: None,
         });
@@ -277,6 +286,7 @@ mod tests {
         assert!(s.contains("\nwspush_connections{transport=\"sse\"} 1\n"));
         assert!(s.contains("\nwspush_registered_users 1\n"));
         assert!(s.contains("\nwspush_subscriptions 3\n"));
+        assert!(s.contains("\nwspush_online_users 2\n"));
         assert!(s.contains("\nwspush_pushes_total 5\n"));
         assert!(s.contains("wspush_http_errors_total{status=\"404\"} 2\n"));
         assert!(s.contains("wspush_http_errors_total{status=\"400\"} 1\n"));
@@ -293,6 +303,7 @@ mod tests {
         h.observe(std::time::Duration::from_secs(9));
         let s = Metrics::default().render(&Gauges {
             users: 0,
+            online_users: 0,
             subscriptions: 0,
             redis: Some(RedisGauges {
                 connected: true,

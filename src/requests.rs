@@ -19,6 +19,7 @@ use crate::http::response::{Response, Style, CONTINUE};
 use crate::http::route::{self, Refused, Route};
 use crate::http::upgrade::{self, Refusal};
 use crate::hub::{Asker, Hub};
+use crate::lifecycle;
 use crate::listen::Role;
 use crate::log::Refusal as Refused_;
 use crate::metrics::{Gauges, RedisGauges};
@@ -50,6 +51,8 @@ enum Outcome {
         envelope: bool,
     },
     Stream(Stream),
+    /// A `/lifecycle` stream for a back end.
+    Lifecycle,
 }
 
 /// An SSE request that passed every check.
@@ -213,6 +216,12 @@ fn answer_round(hub: &mut Hub, conns: &mut Slab<Conn>, id: usize, conn: &mut Con
                         become_sse(hub, id, conn, stream, style, now);
                         break;
                     }
+                    Outcome::Lifecycle => {
+                        conn.out.send(&out);
+                        out.clear();
+                        lifecycle::listen(hub, id, conn, style, now);
+                        break;
+                    }
                 }
             }
         }
@@ -305,6 +314,14 @@ fn handle(
         Route::Health if json => Response::json(200, r#"{"status":"ok"}"#),
         Route::Health => Response::text(200, "ok"),
         Route::Metrics => metrics(hub),
+        Route::Presence if hub.redis.as_ref().is_some_and(|r| !r.is_up()) => {
+            delivery::unavailable(hub, "redis unavailable", json, now)
+        }
+        Route::Presence => lifecycle::presence(hub, head, style, now),
+        Route::Lifecycle if hub.shutting_down => {
+            Response::error(503, "server shutting down", json).with_header("Retry-After", "5")
+        }
+        Route::Lifecycle => return Outcome::Lifecycle,
         Route::Push(endpoint) => match push::parse(endpoint, body) {
             Err(reason) => Response::error(400, &format!("request data illegal: {reason}"), json),
             Ok(req) => match delivery::submit(hub, conns, req, Asker::Http { id, serial, style }, now) {
@@ -319,6 +336,7 @@ fn handle(
 fn metrics(hub: &Hub) -> Response {
     let gauges = Gauges {
         users: hub.binder.user_count(),
+        online_users: hub.presence.online_count(),
         subscriptions: hub.binder.subscription_count(),
         redis: hub.redis.as_ref().map(|r| RedisGauges {
             connected: r.is_up(),

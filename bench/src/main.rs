@@ -50,6 +50,12 @@
 //!     wspush-bench resume --addr 127.0.0.1:12345 --clients 1000 --missed 1000 --pid PID
 //!     wspush-bench histfill --addr 127.0.0.1:12345 --pid PID --pushes 200000
 //!
+//! Scenario `presence`: N registered connections on one event, then
+//! `GET /presence?event=e` and `?userId=` answers timed and checked
+//! byte for byte (`presence.rs`).
+//!
+//!     wspush-bench presence --addr 127.0.0.1:12345 --conns 10000 --pid PID
+//!
 //! Every scenario reports the tool's own CPU time and flags a run where it
 //! used over 90 % of a core (the tool may then have been the limit).
 //! `idle`, `fanout` and `pushrate` also drive servers without `id` replies
@@ -68,6 +74,7 @@ mod hostile;
 mod idle;
 mod jwt;
 mod measure;
+mod presence;
 mod procfs;
 mod pushrate;
 mod resume;
@@ -85,6 +92,7 @@ fn usage() -> String {
         soak::USAGE,
         hostile::USAGE,
         resume::USAGE,
+        presence::USAGE,
     ]
     .join("\n\n")
 }
@@ -99,6 +107,7 @@ fn run(mut it: impl Iterator<Item = String>) -> Result<(), String> {
         Some("hostile") => hostile::run(&hostile::parse(it)?),
         Some("resume") => resume::run(&resume::parse(it)?),
         Some("histfill") => resume::run_fill(&resume::parse_fill(it)?),
+        Some("presence") => presence::run(&presence::parse(it)?),
         Some("-h") | Some("--help") | None => Err(usage()),
         Some(other) => Err(format!("unknown scenario {other:?}\n{}", usage())),
     }

@@ -315,7 +315,19 @@ impl<W> Redis<W> {
 
     /// Queues one `PUBLISH`; it goes out at the next [`flush`](Redis::flush).
     /// Gives the waiter back when the node is not up or too much is in flight.
+    /// With history, a push goes through the stream first (`stream::SCRIPT`).
     pub(crate) fn publish(&mut self, record: &[u8], waiter: W, now: Instant) -> Result<(), W> {
+        self.queue_publish(record, waiter, now, false)
+    }
+
+    /// As `publish`, but a plain `PUBLISH` even with history: for records
+    /// that are no pushes (presence), which a node catching up must not
+    /// replay and a cursor must not count.
+    pub(crate) fn publish_plain(&mut self, record: &[u8], waiter: W, now: Instant) -> Result<(), W> {
+        self.queue_publish(record, waiter, now, true)
+    }
+
+    fn queue_publish(&mut self, record: &[u8], waiter: W, now: Instant, plain: bool) -> Result<(), W> {
         if !self.is_up() {
             return Err(waiter);
         }
@@ -325,7 +337,7 @@ impl<W> Redis<W> {
         if s.expect.len() >= MAX_IN_FLIGHT || s.outbuf.len() - s.out_pos > MAX_OUTPUT {
             return Err(waiter);
         }
-        match &self.history {
+        match self.history.as_ref().filter(|_| !plain) {
             Some(h) => resp::encode_command(
                 &mut s.outbuf,
                 &[

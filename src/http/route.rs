@@ -11,6 +11,8 @@ pub const BROADCAST_PATH: &str = "/broadcast";
 pub const DROP_PATH: &str = "/drop";
 pub const HEALTH_PATH: &str = "/healthz";
 pub const METRICS_PATH: &str = "/metrics";
+pub const PRESENCE_PATH: &str = "/presence";
+pub const LIFECYCLE_PATH: &str = "/lifecycle";
 /// The demo page's helper (see `static_files::whoami`).
 pub const WHOAMI_PATH: &str = "/demo/whoami";
 
@@ -39,12 +41,20 @@ pub enum Route {
     Push(Endpoint),
     Health,
     Metrics,
+    /// `GET /presence?userId=U|event=E` (SPEC §10).
+    Presence,
+    /// The back ends' stream of online/offline (SPEC §10).
+    Lifecycle,
 }
 
 impl Route {
-    /// Whether push auth guards it (SPEC §3: pushes and metrics).
+    /// Whether push auth guards it (SPEC §3: pushes and metrics; §10:
+    /// presence and lifecycle).
     pub fn guarded(self) -> bool {
-        matches!(self, Route::Push(_) | Route::Metrics)
+        matches!(
+            self,
+            Route::Push(_) | Route::Metrics | Route::Presence | Route::Lifecycle
+        )
     }
 }
 
@@ -77,6 +87,10 @@ pub fn route(head: &Head, paths: &Paths, role: Role) -> Result<Route, Refused> {
         Route::Health
     } else if path == METRICS_PATH {
         Route::Metrics
+    } else if path == PRESENCE_PATH {
+        Route::Presence
+    } else if path == LIFECYCLE_PATH {
+        Route::Lifecycle
     } else if let Some(i) = crate::static_files::index_of(path).filter(|_| paths.demo) {
         Route::Static(i)
     } else if paths.demo && path == WHOAMI_PATH {
@@ -90,8 +104,8 @@ pub fn route(head: &Head, paths: &Paths, role: Role) -> Result<Route, Refused> {
     let method = head.method.as_str();
     match route {
         Route::Push(_) if method != "POST" => Err(Refused::Method("POST")),
-        Route::Sse if method != "GET" => Err(Refused::Method("GET")),
-        Route::Health | Route::Metrics | Route::Static(_) | Route::Whoami
+        Route::Sse | Route::Lifecycle if method != "GET" => Err(Refused::Method("GET")),
+        Route::Health | Route::Metrics | Route::Presence | Route::Static(_) | Route::Whoami
             if !matches!(method, "GET" | "HEAD") =>
         {
             Err(Refused::Method("GET, HEAD"))
@@ -135,6 +149,11 @@ mod tests {
         assert_eq!(r("DELETE", "/metrics"), Err(Refused::Method("GET, HEAD")));
         assert_eq!(r("GET", "/wspush.js"), Ok(Route::Static(1)));
         assert_eq!(r("GET", "/demo/whoami"), Ok(Route::Whoami));
+        assert_eq!(r("GET", "/presence?userId=u"), Ok(Route::Presence));
+        assert_eq!(r("HEAD", "/presence?event=e"), Ok(Route::Presence));
+        assert_eq!(r("POST", "/presence"), Err(Refused::Method("GET, HEAD")));
+        assert_eq!(r("GET", "/lifecycle"), Ok(Route::Lifecycle));
+        assert_eq!(r("HEAD", "/lifecycle"), Err(Refused::Method("GET")));
         assert_eq!(r("GET", "/nope"), Err(Refused::NotFound));
         let p = paths(false);
         assert_eq!(
@@ -165,8 +184,9 @@ mod tests {
     }
 
     #[test]
-    fn only_pushes_and_metrics_are_guarded() {
+    fn only_pushes_metrics_and_presence_are_guarded() {
         assert!(Route::Push(Endpoint::Drop).guarded() && Route::Metrics.guarded());
+        assert!(Route::Presence.guarded() && Route::Lifecycle.guarded());
         for r in [
             Route::Upgrade,
             Route::Sse,
