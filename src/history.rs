@@ -79,14 +79,7 @@ fn parse_u64(s: &str) -> Option<u64> {
 /// keys per process (with the pid and the clock), so two processes —
 /// even one restarted in the same millisecond — differ.
 pub fn random_epoch() -> String {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    std::process::id().hash(&mut h);
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-        .hash(&mut h);
-    format!("{:08x}", h.finish() as u32)
+    format!("{:08x}", crate::unique::per_process(0) as u32)
 }
 
 /// The history a server runs with: none without `--history`; a cluster

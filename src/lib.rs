@@ -70,6 +70,7 @@ mod slab;
 mod static_files;
 mod timers;
 mod trim;
+mod unique;
 
 pub use api::{ClientMessage, Error, OnMessage, Reply};
 pub use auth::grant::Grant;

@@ -303,20 +303,26 @@ impl<S: Io> Outbound<S> {
         }
     }
 
-    /// Sends a shared frame: directly when nothing is queued, else queued —
-    /// by reference when it is big, copied into contiguous owned bytes when
-    /// it is small (a reference plus its slot would cost as much as the
-    /// bytes, and thousands of them fragment the heap).
-    fn send_shared(&mut self, frame: &Rc<[u8]>) -> io::Result<()> {
+    /// Writes `frame` straight to the socket when nothing waits before it;
+    /// what is left to queue as `(written, rest)`, none when all went.
+    fn write_direct(&mut self, frame: &[u8]) -> io::Result<Option<(usize, usize)>> {
         let written = if self.backlog.is_none() {
             write_until_blocked(&mut self.io, frame)?
         } else {
             0
         };
         let rest = frame.len() - written;
-        if rest == 0 {
+        Ok((rest > 0).then_some((written, rest)))
+    }
+
+    /// Sends a shared frame: directly when nothing is queued, else queued —
+    /// by reference when it is big, copied into contiguous owned bytes when
+    /// it is small (a reference plus its slot would cost as much as the
+    /// bytes, and thousands of them fragment the heap).
+    fn send_shared(&mut self, frame: &Rc<[u8]>) -> io::Result<()> {
+        let Some((written, rest)) = self.write_direct(frame)? else {
             return Ok(());
-        }
+        };
         if rest < SHARE_MIN_BYTES {
             self.append(|v| v.extend_from_slice(&frame[written..]));
             return Ok(());
@@ -414,15 +420,9 @@ impl<S: Io> Outbound<S> {
     /// `send_shared` for a keyed message: kept whole in its own chunk, so
     /// it can be taken out again.
     fn send_keyed(&mut self, frame: &Rc<[u8]>, key: &KeyTag) -> io::Result<()> {
-        let written = if self.backlog.is_none() {
-            write_until_blocked(&mut self.io, frame)?
-        } else {
-            0
-        };
-        let rest = frame.len() - written;
-        if rest == 0 {
+        let Some((written, rest)) = self.write_direct(frame)? else {
             return Ok(());
-        }
+        };
         let b = self.backlog();
         if b.queue.is_empty() {
             b.sent = written;

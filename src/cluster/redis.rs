@@ -238,15 +238,7 @@ impl SplitMix64 {
 /// one): std's `RandomState` is keyed from the OS's randomness once per
 /// process, and the pid and the clock separate processes further.
 fn jitter_seed(salt: u64) -> u64 {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    std::process::id().hash(&mut h);
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-        .hash(&mut h);
-    salt.hash(&mut h);
-    h.finish()
+    crate::unique::per_process(salt)
 }
 
 pub(crate) struct Redis<W> {
@@ -763,6 +755,18 @@ impl<W> Session<W> {
         Ok(())
     }
 
+    /// Takes the publish a reply answers off the front: when it was sent,
+    /// and who waits.
+    fn pop_publish(&mut self) -> Result<(Instant, W), String> {
+        match self.expect.pop_front() {
+            Some(Sent {
+                at,
+                what: Expect::Publish(waiter),
+            }) => Ok((at, waiter)),
+            _ => Err("reply bookkeeping out of step".into()),
+        }
+    }
+
     /// Matches one reply to what this link waits for.
     fn on_reply(
         &mut self,
@@ -818,13 +822,7 @@ impl<W> Session<W> {
                 let Some((id, nodes)) = stream::parse_published(&value) else {
                     return Err(format!("unexpected reply to a push: {}", describe(&value)));
                 };
-                let Some(Sent {
-                    at,
-                    what: Expect::Publish(waiter),
-                }) = self.expect.pop_front()
-                else {
-                    return Err("reply bookkeeping out of step".into());
-                };
+                let (at, waiter) = self.pop_publish()?;
                 return Ok(Some(Outcome::Published {
                     waiter,
                     nodes,
@@ -833,13 +831,7 @@ impl<W> Session<W> {
                 }));
             }
             (Expect::Publish(_), Value::Integer(_) | Value::Error(_)) => {
-                let Some(Sent {
-                    at,
-                    what: Expect::Publish(waiter),
-                }) = self.expect.pop_front()
-                else {
-                    return Err("reply bookkeeping out of step".into());
-                };
+                let (at, waiter) = self.pop_publish()?;
                 return Ok(Some(match value {
                     Value::Integer(n) => Outcome::Published {
                         waiter,

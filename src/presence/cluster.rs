@@ -436,14 +436,7 @@ impl Duties {
 
 /// A name for this node, different in every process.
 pub fn node_name() -> String {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    std::process::id().hash(&mut h);
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-        .hash(&mut h);
-    format!("{:016x}", h.finish())
+    format!("{:016x}", crate::unique::per_process(1))
 }
 
 #[cfg(test)]

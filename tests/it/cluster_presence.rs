@@ -184,6 +184,17 @@ fn a_view_that_disagrees_with_a_beat_asks_for_snapshots() {
     let mut sub = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
     sub.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     sub.write_all(b"SUBSCRIBE wspush\r\n").unwrap();
+    // Subscribed before a is asked anything: else its hello may be
+    // published before Redis took the subscription, and never seen here.
+    let mut confirm = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while !String::from_utf8_lossy(&confirm).contains(":1\r\n") {
+        assert!(Instant::now() < deadline, "no subscribe confirmation");
+        let mut b = [0u8; 256];
+        if let Ok(n) = sub.read(&mut b) {
+            confirm.extend_from_slice(&b[..n]);
+        }
+    }
     // Asked for presence, a says hello once; past that hello's horizon
     // (1.5 pings) it may ask again.
     assert_eq!(presence(a.addr, "userId=g")["online"], false);
