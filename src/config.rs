@@ -697,7 +697,7 @@ const FLAGS: &[Flag] = &[
         name: "max-connections",
         env: "WSPUSH_MAX_CONNECTIONS",
         metavar: "N",
-        help: "open WebSocket connections; more get HTTP 503 (default 10000)",
+        help: "open subscriber connections (WebSocket and SSE); more get HTTP 503 (default 10000)",
         set: |c, v| {
             c.max_connections = parse_count(v)?;
             Ok(())
@@ -954,7 +954,7 @@ pub fn help() -> String {
         "  -h, --help", "  -V, --version"
     ));
     s.push_str(
-        "\nEndpoints: GET <ws-path> (WebSocket), POST <push-path>, POST /broadcast,\n\
+        "\nEndpoints: GET <ws-path> (WebSocket), GET <sse-path> (SSE), POST <push-path>, POST /broadcast,\n\
          POST /drop, GET /healthz, GET /metrics, GET /presence, GET /lifecycle; the\n\
          demo page at / and the browser client at /wspush.js. Without --push-key,\n\
          /push, /broadcast, /drop, /metrics, /presence and /lifecycle answer loopback\n\
