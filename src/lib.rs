@@ -538,14 +538,8 @@ impl Handle {
 
     /// Pushes any JSON value (sent as its compact text; a string as is).
     pub fn push_value(&self, users: &[&str], event: &str, message: Value) -> Result<usize, Error> {
-        let mut distinct: Vec<String> = Vec::with_capacity(users.len());
-        for u in users {
-            if !distinct.iter().any(|d| d == u) {
-                distinct.push(u.to_string());
-            }
-        }
         self.ask(PushRequest::Push {
-            users: distinct,
+            users: push::distinct(users.iter().map(|u| u.to_string()).collect()),
             event: event.to_string(),
             message,
             key: None,
