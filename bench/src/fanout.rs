@@ -20,6 +20,12 @@
 //! published to 2 nodes`, which counts no clients, so registrations carry
 //! an id and each waits for its ack instead of probes (an SSE stream's ack
 //! is its `200` and first chunk).
+//!
+//! `--nodes N` without `--also`: `--addr` is one port shared by N nodes of
+//! a cluster (`--reuse-port --redis`), the kernel spreading the
+//! connections over them; registrations are acknowledged as above and
+//! every push must answer `message published to N nodes` (N = 1: one node
+//! with `--redis`).
 
 use crate::client::HttpConn;
 use crate::fleet::{self, Ack, Fleet, Plan, Transport};
@@ -31,10 +37,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const USAGE: &str = "usage: wspush-bench fanout --addr HOST:PORT [--conns N] [--pushes M] [--pid PID]\n\
-     \x20      [--in-flight K] [--also HOST:PORT] [--transport ws|sse] [--json]\n\
+     \x20      [--in-flight K] [--also HOST:PORT] [--nodes N] [--transport ws|sse] [--json]\n\
      --transport sse: the connections are SSE streams (GET /sse), each push one event.\n\
      --also: a second wspush node of the same --redis cluster; half the connections go\n\
      there and every push must answer \"message published to 2 nodes\".\n\
+     --nodes N: the server is a --redis cluster of N nodes (alone: N --reuse-port nodes\n\
+     on --addr); every push must answer \"message published to N nodes\".\n\
      One user with N connections (default 1000, at most 20000) on one event; M sequential\n\
      pushes (default 200) to it. Reports messages/s, per-message latency p50/p99/max and,\n\
      with --pid, server CPU per delivered message. Exits 1 unless every connection got\n\
@@ -54,6 +62,8 @@ pub struct Args {
     pid: Option<u32>,
     in_flight: usize,
     also: Option<SocketAddr>,
+    /// Cluster mode: the nodes every push must be published to.
+    nodes: Option<u32>,
     transport: Transport,
     json: bool,
 }
@@ -67,6 +77,7 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         pid: None,
         in_flight: 100,
         also: None,
+        nodes: None,
         transport: Transport::Ws,
         json: false,
     };
@@ -79,6 +90,7 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--pid" => a.pid = Some(val()?.parse().map_err(|e| format!("--pid: {e}"))?),
             "--in-flight" => a.in_flight = val()?.parse().map_err(|e| format!("--in-flight: {e}"))?,
             "--also" => a.also = Some(val()?.parse().map_err(|e| format!("--also: {e}"))?),
+            "--nodes" => a.nodes = Some(val()?.parse().map_err(|e| format!("--nodes: {e}"))?),
             "--transport" => a.transport = Transport::parse(&val()?)?,
             "--json" => a.json = true,
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
@@ -86,6 +98,12 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     }
     if !a.addr.ip().is_loopback() || a.also.is_some_and(|b| !b.ip().is_loopback()) {
         return Err("only loopback targets are allowed".into());
+    }
+    if a.also.is_some() {
+        a.nodes = a.nodes.or(Some(2));
+    }
+    if a.nodes == Some(0) {
+        return Err("--nodes must be at least 1".into());
     }
     if !(1..=20_000).contains(&a.conns) {
         return Err("--conns must be in 1..=20000".into());
@@ -128,6 +146,7 @@ pub fn run(a: &Args) -> Result<(), String> {
         Transport::Sse => fleet::connect_sse(to, n, a.in_flight, plan),
     };
     let socks = match a.also {
+        None if a.nodes.is_some() => connect(a.addr, a.conns, Ack::Id)?,
         None => connect(a.addr, a.conns, Ack::None)?,
         Some(b) => {
             let on_b = a.conns / 2;
@@ -159,7 +178,7 @@ pub fn run(a: &Args) -> Result<(), String> {
     let stop_reader = |shared: &Shared| shared.stop.store(true, Ordering::Release);
 
     let mut http = HttpConn::connect(a.addr)?;
-    let probed = match a.also {
+    let probed = match a.nodes {
         // Every registration was acknowledged: nothing to probe.
         Some(_) => Ok(0),
         None => fleet::probe(&mut http, USER, EVENT, "probe", n, REGISTER_LIMIT).map(|c| c.iter().sum()),
@@ -187,8 +206,8 @@ pub fn run(a: &Args) -> Result<(), String> {
     }
 
     // The measured phase.
-    let want = match a.also {
-        Some(_) => "message published to 2 nodes".to_string(),
+    let want = match a.nodes {
+        Some(nodes) => format!("message published to {nodes} nodes"),
         None => format!("message sent to {n} clients"),
     };
     let mut failures = Failures::default();
@@ -340,11 +359,16 @@ impl Report<'_> {
     fn human(&self) {
         let a = self.a;
         println!("scenario              fanout");
-        if let Some(b) = a.also {
-            println!(
+        match (a.also, a.nodes) {
+            (Some(b), _) => println!(
                 "cluster               pushes to {}, half the clients on {b}",
                 a.addr
-            );
+            ),
+            (None, Some(nodes)) => println!(
+                "cluster               {nodes} nodes on {}, pushes and clients spread by the kernel",
+                a.addr
+            ),
+            (None, None) => {}
         }
         println!(
             "connections           {} {} of user {USER} ({:.3} s to connect, {} in flight; {} probe messages)",
@@ -378,7 +402,7 @@ impl Report<'_> {
             "{{\"scenario\":\"fanout\",\"transport\":\"{}\",\"cluster\":{},\"ok\":{},\"conns\":{},\"pushes\":{},\"messages\":{},\
              \"connect_s\":{:.3},\"run_s\":{:.3},\"msgs_per_s\":{:.0},{},{},{},\"failures\":{}}}",
             a.transport.name(),
-            a.also.is_some(),
+            a.nodes.is_some(),
             self.failures.is_empty(),
             a.conns,
             a.pushes,

@@ -15,6 +15,12 @@
 //! the time from the first send to the last answer), the HTTP round trip
 //! p50/p99/max, and with `--pid` the server's CPU per push (its CPU from the
 //! first send until every message was received).
+//!
+//! `--nodes N`: the server is a `--redis` cluster of N nodes (alone, or N
+//! `--reuse-port` processes on `--addr`, the kernel spreading the users and
+//! the push connections over them). Its answers count nodes, not clients,
+//! so registrations carry an id and wait for its ack instead of a probe,
+//! and every answer must be `200 message published to N nodes`.
 
 use crate::client::{parse_response, HttpConn, READ_TIMEOUT};
 use crate::fleet::{self, Ack, Fleet, Plan};
@@ -26,12 +32,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 pub const USAGE: &str = "usage: wspush-bench pushrate --addr HOST:PORT [--users U] [--http-conns K]\n\
-     \x20      [--seconds S] [--pid PID] [--in-flight F] [--json]\n\
+     \x20      [--seconds S] [--pid PID] [--in-flight F] [--nodes N] [--json]\n\
      U users (default 1000) with one connection each; K keep-alive HTTP connections\n\
      (default 4, at most U) push to them round-robin for S seconds (default 10), one\n\
      request outstanding per connection, each serving its own share of the users. Reports pushes/s, the push round trip p50/p99/max\n\
      and, with --pid, server CPU per push. Exits 1 unless every answer was \"message sent\n\
-     to 1 clients\" and every user got exactly its messages, in order.";
+     to 1 clients\" and every user got exactly its messages, in order.\n\
+     --nodes N: a --redis cluster of N nodes (N --reuse-port nodes on --addr); every\n\
+     answer must be \"message published to N nodes\".";
 
 const EVENT: &str = "e";
 /// How long the users may take to receive the last pushes.
@@ -44,6 +52,8 @@ pub struct Args {
     seconds: f64,
     pid: Option<u32>,
     in_flight: usize,
+    /// Cluster mode: the nodes every push must be published to.
+    nodes: Option<u32>,
     json: bool,
 }
 
@@ -56,6 +66,7 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         seconds: 10.0,
         pid: None,
         in_flight: 100,
+        nodes: None,
         json: false,
     };
     while let Some(flag) = it.next() {
@@ -67,12 +78,16 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--seconds" => a.seconds = val()?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--pid" => a.pid = Some(val()?.parse().map_err(|e| format!("--pid: {e}"))?),
             "--in-flight" => a.in_flight = val()?.parse().map_err(|e| format!("--in-flight: {e}"))?,
+            "--nodes" => a.nodes = Some(val()?.parse().map_err(|e| format!("--nodes: {e}"))?),
             "--json" => a.json = true,
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
     if !a.addr.ip().is_loopback() {
         return Err("only loopback targets are allowed".into());
+    }
+    if a.nodes == Some(0) {
+        return Err("--nodes must be at least 1".into());
     }
     if !(1..=20_000).contains(&a.users) {
         return Err("--users must be in 1..=20000".into());
@@ -191,7 +206,8 @@ impl Pusher {
 
 pub fn run(a: &Args) -> Result<(), String> {
     let t0 = Instant::now();
-    let socks = fleet::connect_all(a.addr, a.users, a.in_flight, Ack::None, |j| Plan {
+    let ack = if a.nodes.is_some() { Ack::Id } else { Ack::None };
+    let socks = fleet::connect_all(a.addr, a.users, a.in_flight, ack, |j| Plan {
         token: format!("r{j}"),
         event: EVENT,
         rcvbuf: None,
@@ -201,9 +217,10 @@ pub fn run(a: &Args) -> Result<(), String> {
     let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
     let mut fleet = Fleet::new(socks, poll.registry(), 0).map_err(|e| format!("register sockets: {e}"))?;
     let u = a.users;
-    // Registrations, confirmed with one probe each (read below).
+    // Registrations, confirmed with one probe each (read below), unless
+    // acknowledged already.
     let mut probes = 0;
-    {
+    if a.nodes.is_none() {
         let mut http = HttpConn::connect(a.addr)?;
         for j in 0..u {
             probes += fleet::probe(
@@ -251,7 +268,11 @@ pub fn run(a: &Args) -> Result<(), String> {
     }
 
     // The measured phase.
-    let want = b"message sent to 1 clients";
+    let want = match a.nodes {
+        Some(nodes) => format!("message published to {nodes} nodes"),
+        None => "message sent to 1 clients".to_string(),
+    };
+    let want = want.as_bytes();
     let mut rtt = Latencies::with_capacity(((a.seconds * 100_000.0) as usize).min(2_000_000));
     let cpu = CpuMeter::start(a.pid);
     let start = Instant::now();
@@ -425,6 +446,9 @@ impl Report<'_> {
     fn human(&self) {
         let a = self.a;
         println!("scenario              pushrate");
+        if let Some(nodes) = a.nodes {
+            println!("cluster               {nodes} nodes, answers \"published to {nodes} nodes\"");
+        }
         println!(
             "users                 {} ({:.3} s to connect, {} in flight; {} probe messages)",
             a.users, self.connect_s, a.in_flight, self.probes
@@ -446,9 +470,10 @@ impl Report<'_> {
     fn json(&self) {
         let a = self.a;
         println!(
-            "{{\"scenario\":\"pushrate\",\"ok\":{},\"users\":{},\"http_conns\":{},\"seconds\":{},\
+            "{{\"scenario\":\"pushrate\",\"nodes\":{},\"ok\":{},\"users\":{},\"http_conns\":{},\"seconds\":{},\
              \"pushes\":{},\"delivered\":{},\"connect_s\":{:.3},\"run_s\":{:.3},\"pushes_per_s\":{:.0},{},{},\
              \"failures\":{}}}",
+            a.nodes.map_or("null".to_string(), |n| n.to_string()),
             self.failures.is_empty(),
             a.users,
             a.http_conns,

@@ -169,6 +169,48 @@ fn cluster_fanout_scenario_passes_against_two_nodes() {
     assert_eq!(v["messages"], 100, "{v}");
 }
 
+/// `--nodes N` (for `--reuse-port` nodes sharing one port): one node with
+/// `--redis` answers `message published to 1 nodes`, which both scenarios
+/// must accept in place of a client count, registrations acknowledged by
+/// id instead of probed.
+#[test]
+fn fanout_and_pushrate_accept_a_cluster_answer_with_nodes() {
+    let redis = crate::redis_harness::RedisServer::start();
+    let node = spawn_bin(&["--redis", &redis.url()]);
+    crate::redis_harness::wait_up(node.addr);
+    let addr = node.addr.to_string();
+    let out = expect_success(&[
+        "fanout", "--addr", &addr, "--nodes", "1", "--conns", "20", "--pushes", "5", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(
+        (v["cluster"].clone(), v["messages"].clone()),
+        (true.into(), 100.into()),
+        "{v}"
+    );
+    let out = expect_success(&[
+        "pushrate",
+        "--addr",
+        &addr,
+        "--nodes",
+        "1",
+        "--users",
+        "8",
+        "--http-conns",
+        "2",
+        "--seconds",
+        "0.3",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(
+        (v["nodes"].clone(), v["ok"].clone()),
+        (1.into(), true.into()),
+        "{v}"
+    );
+    assert!(v["delivered"].as_u64() > Some(0), "{v}");
+}
+
 /// `--transport sse`: every client an SSE stream. The tool checks each
 /// event (once, in order, on its stream) and the server counts the streams
 /// as clients (`message sent to N clients`).
