@@ -9,104 +9,7 @@ use crate::access_events::{ask, ok, reaches};
 use crate::common::*;
 use crate::sse::sse_open;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
-
-/// A file replaced atomically on `write` (as an editor or deploy does);
-/// removed on drop.
-struct File(PathBuf);
-
-impl File {
-    fn new(tag: &str, text: &str) -> File {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let f = File(std::env::temp_dir().join(format!(
-            "wspush-it-revoke-{}-{tag}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        )));
-        f.write(text);
-        f
-    }
-
-    fn write(&self, text: &str) {
-        let tmp = self.0.with_extension("new");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, &self.0).unwrap();
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for File {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// The binary, its stderr lines on a channel; killed on drop.
-struct Bin {
-    addr: SocketAddr,
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Drop for Bin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Bin {
-    fn start(args: &[&str]) -> Bin {
-        let mut child = command(env!("CARGO_BIN_EXE_wspush"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn wspush");
-        let (tx, lines) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let addr = listening_addr(&mut child);
-        Bin { addr, child, lines }
-    }
-
-    fn hup(&self) {
-        let ok = command("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-
-    /// The next stderr line containing every needle.
-    #[track_caller]
-    fn line_with(&self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if needles.iter().all(|n| l.contains(n)) => return l,
-                Ok(_) => {}
-                Err(e) => panic!("no stderr line with {needles:?}: {e}"),
-            }
-        }
-    }
-}
+use std::time::Duration;
 
 fn revoked() -> (u16, String) {
     (4401, "token revoked".into())
@@ -114,8 +17,8 @@ fn revoked() -> (u16, String) {
 
 #[test]
 fn a_removed_or_remapped_token_file_line_closes_its_connections() {
-    let file = File::new("tokens", "t-alice alice\nt-bob bob\nt-carol carol chat:*\n");
-    let s = Bin::start(&["--auth-tokens", file.path()]);
+    let file = TempFile::new("tokens", "t-alice alice\nt-bob bob\nt-carol carol chat:*\n");
+    let s = LoggedBin::start(&["--auth-tokens", file.path()]);
     let mut alice = connect_registered(s.addr, "t-alice", "e");
     let mut alice_sse = sse_open(s.addr, "event=e&token=t-alice", "").expect("alice's stream");
     let mut bob = connect_registered(s.addr, "t-bob", "e");
@@ -148,8 +51,8 @@ fn a_removed_or_remapped_token_file_line_closes_its_connections() {
 
 #[test]
 fn a_bad_file_on_reload_keeps_the_old_table_whole_and_revokes_nobody() {
-    let file = File::new("bad", "t1 alice\nt2 bob\n");
-    let s = Bin::start(&["--auth-tokens", file.path()]);
+    let file = TempFile::new("bad", "t1 alice\nt2 bob\n");
+    let s = LoggedBin::start(&["--auth-tokens", file.path()]);
     let mut a = connect_registered(s.addr, "t1", "e");
     // Line 3 is bad; line 1 alone would revoke bob: nothing changes.
     file.write("t1 alice\n\nt3 carol chat:* extra\n");
@@ -179,8 +82,8 @@ fn removing_a_jwt_secret_closes_the_connections_it_verified() {
     const OLD: &str = "old-secret-that-is-32-bytes-long";
     const NEW: &str = "new-secret-that-is-32-bytes-long";
     const FLAG: &str = "flag-secret-that-is-32-bytes-lon";
-    let file = File::new("secrets", &format!("{OLD}\n"));
-    let s = Bin::start(&["--jwt-secret", FLAG, "--jwt-secret-file", file.path()]);
+    let file = TempFile::new("secrets", &format!("{OLD}\n"));
+    let s = LoggedBin::start(&["--jwt-secret", FLAG, "--jwt-secret-file", file.path()]);
     let mut by_old = connect_registered(s.addr, &jwt("ann", OLD), "e");
     let mut old_sse = sse_open(s.addr, &format!("event=e&token={}", jwt("ann", OLD)), "").expect("stream");
     let mut by_flag = connect_registered(s.addr, &jwt("ann", FLAG), "e");
@@ -231,8 +134,8 @@ fn removing_a_jwt_secret_closes_the_connections_it_verified() {
 fn a_refreshed_connection_is_judged_by_its_new_token() {
     const OLD: &str = "old-refresh-secret-of-32-bytes!!";
     const NEW: &str = "new-refresh-secret-of-32-bytes!!";
-    let file = File::new("refresh", &format!("{NEW}\n{OLD}\n"));
-    let s = Bin::start(&["--jwt-secret-file", file.path()]);
+    let file = TempFile::new("refresh", &format!("{NEW}\n{OLD}\n"));
+    let s = LoggedBin::start(&["--jwt-secret-file", file.path()]);
     let mut ws = connect_registered(s.addr, &jwt("bea", OLD), "e");
     assert_eq!(
         ask(

@@ -7,7 +7,6 @@ use data_encoding::BASE64URL_NOPAD;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
 use sha2::{Sha256, Sha512};
-use std::path::PathBuf;
 use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -93,36 +92,6 @@ fn assert_rejected(addr: std::net::SocketAddr, token: &str, what: &str, why: &st
     assert_eq!(v["error"], why, "{what}: {v}");
     send_text(&mut ws, &json!({"token": token, "event": "news"}).to_string());
     assert_eq!(expect_close_frame(&mut ws), (4401, why.to_string()), "{what}");
-}
-
-fn temp_path(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    std::env::temp_dir().join(format!(
-        "wspush-it-jwt-{}-{tag}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-/// A file removed on drop.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str, text: &str) -> TempFile {
-        let p = temp_path(tag);
-        std::fs::write(&p, text).expect("write temp file");
-        TempFile(p)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// `wspush token ARGS` with no secret in the environment.

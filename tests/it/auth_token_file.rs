@@ -3,111 +3,8 @@
 //! re-read on SIGHUP (a bad file keeps the old table).
 use crate::common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver};
-use std::time::Instant;
-
-/// A file under the temp dir with a unique name, removed on drop.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str, text: &str) -> TempFile {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "wspush-it-tokens-{}-{tag}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let f = TempFile(p);
-        f.write(text);
-        f
-    }
-
-    /// Replaces the contents atomically (write a sibling, rename over), so
-    /// the server never reads half a file.
-    fn write(&self, text: &str) {
-        let tmp = self.0.with_extension("new");
-        std::fs::write(&tmp, text).expect("write temp file");
-        std::fs::rename(&tmp, &self.0).expect("rename temp file");
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// The binary with its stderr lines delivered on a channel; killed on drop.
-struct Server {
-    addr: SocketAddr,
-    child: Child,
-    stderr: Receiver<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = command(env!("CARGO_BIN_EXE_wspush"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn wspush");
-        let (tx, stderr) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        // Drain stderr always, so the server can never block on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let addr = listening_addr(&mut child);
-        Server { addr, child, stderr }
-    }
-
-    fn hup(&self) {
-        let ok = command("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -HUP failed");
-    }
-
-    /// Waits for a stderr line containing `needle`; returns it.
-    #[track_caller]
-    fn stderr_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => continue,
-                Err(e) => panic!("no stderr line containing {needle:?}: {e}"),
-            }
-        }
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-}
+use std::process::Stdio;
 
 /// Register with an id on a fresh, then dropped, connection; the reply. The
 /// event is one no assertion pushes to, so a connection the server has not
@@ -163,7 +60,7 @@ const TABLE: &str = "# wspush tokens\n\
 #[test]
 fn listed_tokens_register_as_their_user() {
     let file = TempFile::new("table", TABLE);
-    let s = Server::start(&["--auth-tokens", file.path()]);
+    let s = LoggedBin::start(&["--auth-tokens", file.path()]);
     let _a = assert_registers_as(s.addr, "tok-alice", "alice", "e");
     let _b = assert_registers_as(s.addr, "tok-bob", "bob", "e");
     // The token is not the userId: a push to the token reaches nobody.
@@ -176,7 +73,7 @@ fn listed_tokens_register_as_their_user() {
 #[test]
 fn unlisted_tokens_get_4401() {
     let file = TempFile::new("table", TABLE);
-    let s = Server::start(&["--auth-tokens", file.path()]);
+    let s = LoggedBin::start(&["--auth-tokens", file.path()]);
     for token in [
         "alice",           // a userId is not a token
         "tok-carol",       // never listed
@@ -196,7 +93,7 @@ fn unlisted_tokens_get_4401() {
 #[test]
 fn two_tokens_of_one_user_share_a_connection_other_users_get_4403() {
     let file = TempFile::new("shared", "t1 alice\nt2 alice\nt3 bob\n");
-    let s = Server::start(&["--auth-tokens", file.path()]);
+    let s = LoggedBin::start(&["--auth-tokens", file.path()]);
     let mut ws = connect_registered(s.addr, "t1", "e1");
     register(&mut ws, "t2", "e2");
     for (event, msg) in [("e1", "one"), ("e2", "two")] {
@@ -258,7 +155,7 @@ fn malformed_file_stops_startup_naming_file_and_line() {
 #[test]
 fn sighup_reloads_the_table() {
     let file = TempFile::new("reload", "old-tok alice\n");
-    let s = Server::start(&["--auth-tokens", file.path()]);
+    let s = LoggedBin::start(&["--auth-tokens", file.path()]);
     let mut a = assert_registers_as(s.addr, "old-tok", "alice", "e");
 
     file.write("# rotated\nnew-tok bob\n");
@@ -280,21 +177,21 @@ fn sighup_reloads_the_table() {
 #[test]
 fn broken_file_on_reload_keeps_the_old_table() {
     let file = TempFile::new("broken", "t1 alice\n");
-    let mut s = Server::start(&["--auth-tokens", file.path()]);
+    let mut s = LoggedBin::start(&["--auth-tokens", file.path()]);
     let mut a = assert_registers_as(s.addr, "t1", "alice", "e");
 
     // A bad line: the reload fails (and says where), the old table stays.
     file.write("t1 alice\nt2 bob chat:* extra\n");
     s.hup();
-    let line = s.stderr_line(&format!("{}:2", file.path()));
+    let line = s.line_with(&[&format!("{}:2", file.path())]);
     assert!(s.running(), "server died on a bad reload: {line}");
     let _again = assert_registers_as(s.addr, "t1", "alice", "e2");
     assert_rejected(s.addr, "t2");
 
     // The file gone entirely: same.
-    std::fs::remove_file(&file.0).unwrap();
+    std::fs::remove_file(file.path()).unwrap();
     s.hup();
-    s.stderr_line(&format!("{}: ", file.path()));
+    s.line_with(&[&format!("{}: ", file.path())]);
     assert!(s.running(), "server died on a missing file");
     let _third = assert_registers_as(s.addr, "t1", "alice", "e3");
 

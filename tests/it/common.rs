@@ -188,25 +188,7 @@ impl HttpResponse {
 /// Reads one response (Content-Length framed, or to EOF) from a reader.
 #[track_caller]
 pub fn read_response(r: &mut BufReader<TcpStream>) -> HttpResponse {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("status line");
-    let mut parts = line.splitn(3, ' ');
-    let _version = parts.next();
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).expect("header line");
-        let h = h.trim_end_matches(['\r', '\n']);
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').expect("header has a colon");
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
+    let (status, headers) = read_status_and_headers(r);
     let mut resp = HttpResponse {
         status,
         headers,
@@ -227,6 +209,31 @@ pub fn read_response(r: &mut BufReader<TcpStream>) -> HttpResponse {
     }
     resp.body = String::from_utf8(body).expect("utf-8 body");
     resp
+}
+
+/// A response's status line and headers (the body left unread).
+#[track_caller]
+pub fn read_status_and_headers(r: &mut BufReader<TcpStream>) -> (u16, Vec<(String, String)>) {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("status line");
+    let mut parts = line.splitn(3, ' ');
+    let _version = parts.next();
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).expect("header line");
+        let h = h.trim_end_matches(['\r', '\n']);
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':').expect("header has a colon");
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    (status, headers)
 }
 
 /// The server closes the connection: reading gives EOF (a reset also counts
@@ -518,4 +525,106 @@ pub fn try_ws(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<
     }
     assert_eq!(resp.header("Sec-WebSocket-Accept"), Some(ACCEPT), "{resp:?}");
     Ok(tungstenite::WebSocket::from_raw_socket(s, Role::Client, None))
+}
+
+// ---- Temporary files and a binary with its log ------------------------------
+
+/// A file under the temp dir with a unique name, removed on drop.
+pub struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    pub fn new(tag: &str, text: &str) -> TempFile {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let f = TempFile(std::env::temp_dir().join(format!(
+            "wspush-it-{}-{tag}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )));
+        f.write(text);
+        f
+    }
+
+    /// Replaces the contents atomically (write a sibling, rename over), as
+    /// an editor or a deploy does, so the server never reads half a file.
+    pub fn write(&self, text: &str) {
+        let tmp = self.0.with_extension("new");
+        std::fs::write(&tmp, text).expect("write temp file");
+        std::fs::rename(&tmp, &self.0).expect("rename temp file");
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The real binary on 127.0.0.1:0 with its stderr lines delivered on a
+/// channel (always drained, so it never blocks on a full pipe); killed on
+/// drop.
+pub struct LoggedBin {
+    pub addr: SocketAddr,
+    pub child: Child,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for LoggedBin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl LoggedBin {
+    pub fn start(args: &[&str]) -> LoggedBin {
+        let mut child = command(env!("CARGO_BIN_EXE_wspush"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wspush");
+        let (tx, stderr) = std::sync::mpsc::channel();
+        let err = child.stderr.take().expect("stderr piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = listening_addr(&mut child);
+        LoggedBin { addr, child, stderr }
+    }
+
+    /// SIGHUP: re-read the token and secret files.
+    pub fn hup(&self) {
+        let ok = command("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -HUP failed");
+    }
+
+    /// Waits for the next stderr line containing every needle; returns it.
+    #[track_caller]
+    pub fn line_with(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(l) if needles.iter().all(|n| l.contains(n)) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("no stderr line with {needles:?}: {e}"),
+            }
+        }
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
 }

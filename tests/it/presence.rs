@@ -30,24 +30,7 @@ impl Lifecycle {
     pub fn open(addr: SocketAddr, headers: &str) -> Result<Lifecycle, HttpResponse> {
         let (mut s, mut r) = raw_conn(addr);
         write!(s, "GET /lifecycle HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n").unwrap();
-        let mut line = String::new();
-        r.read_line(&mut line).expect("status line");
-        let status: u16 = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status");
-        let mut hs = Vec::new();
-        loop {
-            let mut h = String::new();
-            r.read_line(&mut h).expect("header");
-            let h = h.trim_end_matches(['\r', '\n']);
-            if h.is_empty() {
-                break;
-            }
-            let (k, v) = h.split_once(':').expect("colon");
-            hs.push((k.trim().to_string(), v.trim().to_string()));
-        }
+        let (status, hs) = read_status_and_headers(&mut r);
         let resp = HttpResponse {
             status,
             headers: hs,

@@ -134,24 +134,7 @@ fn sse_open_version(
         "GET /sse?{query} HTTP/{version}\r\nHost: localhost\r\n{headers}\r\n"
     )
     .unwrap();
-    let mut line = String::new();
-    r.read_line(&mut line).expect("status line");
-    let status: u16 = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let mut hs = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).expect("header");
-        let h = h.trim_end_matches(['\r', '\n']);
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').expect("colon");
-        hs.push((k.trim().to_string(), v.trim().to_string()));
-    }
+    let (status, hs) = read_status_and_headers(&mut r);
     let chunked = hs
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("Transfer-Encoding") && v == "chunked");
