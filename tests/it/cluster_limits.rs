@@ -69,7 +69,6 @@ fn a_record_with_a_message_over_the_body_limit_is_not_delivered_and_warned_about
 
 #[test]
 fn drop_for_good_on_one_node_closes_with_4001_on_another() {
-    use crate::ws_hostile::close_with_reason;
     let redis = RedisServer::start();
     let a = node(&redis.url());
     let b = node(&redis.url());
@@ -82,11 +81,11 @@ fn drop_for_good_on_one_node_closes_with_4001_on_another() {
     );
     assert_eq!((r.status, r.body.as_str()), (200, "message published to 2 nodes"));
     assert_eq!(
-        close_with_reason(&mut on_b),
+        expect_close_frame(&mut on_b),
         (4001, "dropped, do not reconnect".to_string())
     );
     assert_eq!(a.handle.drop_user("mallory", None).unwrap(), 2);
-    assert_eq!(close_with_reason(&mut other), (4000, "dropped".to_string()));
+    assert_eq!(expect_close_frame(&mut other), (4000, "dropped".to_string()));
     let r = post(a.addr, "/drop", r#"{"userId":"x","reconnect":1}"#);
     assert_eq!(r.status, 400);
 }

@@ -2,7 +2,7 @@
 //! a client can trigger, with the reason it gets (the table of
 //! `ws::close`, or the refusal's own words).
 use crate::common::*;
-use crate::ws_hostile::{client_frame, close_with_reason};
+use crate::ws_hostile::client_frame;
 use std::io::Write;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ fn write_raw(ws: &mut Ws, bytes: &[u8]) {
 
 #[track_caller]
 fn expect_reason(ws: &mut Ws, code: u16, reason: &str) {
-    let (c, r) = close_with_reason(ws);
+    let (c, r) = expect_close_frame(ws);
     assert!(!r.is_empty(), "close {c} without a reason");
     assert_eq!((c, r.as_str()), (code, reason));
 }

@@ -121,7 +121,6 @@ fn dropped_user_can_connect_again() {
 /// close says why.
 #[test]
 fn drop_with_reconnect_false_closes_with_4001() {
-    use crate::ws_hostile::close_with_reason;
     let server = start();
     let addr = server.addr;
     let mut banned = connect_registered(addr, "mallory", "e1");
@@ -131,7 +130,7 @@ fn drop_with_reconnect_false_closes_with_4001() {
     let r = post(addr, "/drop", r#"{"userId":"mallory","reconnect":false}"#);
     assert_eq!((r.status, r.body.as_str()), (200, "dropped 1 clients"));
     assert_eq!(
-        close_with_reason(&mut banned),
+        expect_close_frame(&mut banned),
         (4001, "dropped, do not reconnect".to_string())
     );
     let r = post(
@@ -140,7 +139,7 @@ fn drop_with_reconnect_false_closes_with_4001() {
         r#"{"userId":"alice","event":"e1","Reconnect":true}"#,
     );
     assert_eq!((r.status, r.body.as_str()), (200, "dropped 1 clients"));
-    assert_eq!(close_with_reason(&mut moved), (4000, "dropped".to_string()));
+    assert_eq!(expect_close_frame(&mut moved), (4000, "dropped".to_string()));
 
     // Anything but a boolean is refused, and nobody is dropped.
     for bad in [r#""false""#, "0", "null", "[]"] {

@@ -219,23 +219,6 @@ fn fragmented(ws: &mut Ws, text: &str, frames: usize) {
     ws.flush().expect("flush frames");
 }
 
-/// The server's close frame: code and reason.
-#[track_caller]
-pub fn close_with_reason(ws: &mut Ws) -> (u16, String) {
-    loop {
-        match read_msg(ws) {
-            Ok(Message::Close(Some(frame))) => {
-                let _ = ws.flush();
-                return (u16::from(frame.code), frame.reason.as_str().to_string());
-            }
-            Ok(Message::Close(None)) => panic!("close frame without a code"),
-            Ok(Message::Text(t)) => panic!("expected close, got text {t}"),
-            Ok(_) => continue,
-            Err(e) => panic!("expected a close frame, got error {e}"),
-        }
-    }
-}
-
 #[test]
 fn a_message_of_256_frames_is_whole_and_257_close_with_1009() {
     let server = start();
@@ -261,7 +244,7 @@ fn a_message_of_256_frames_is_whole_and_257_close_with_1009() {
     assert_eq!(read_text(&mut ws), r#"{"id":2,"ok":true}"#);
 
     fragmented(&mut ws, r#"{"token":"aaa","event":"e3","id":3}"#, 257);
-    let (code, reason) = close_with_reason(&mut ws);
+    let (code, reason) = expect_close_frame(&mut ws);
     assert_eq!(
         (code, reason.as_str()),
         (1009, "message has more than 256 frames")

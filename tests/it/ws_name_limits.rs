@@ -2,7 +2,7 @@
 //! 4 KiB. A register over a limit is refused like any other (error reply
 //! with an `id`, close without), with a reason that names the limit.
 use crate::common::*;
-use crate::ws_hostile::close_with_reason;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -45,7 +45,7 @@ fn an_event_over_256_bytes_is_refused_with_4400() {
         &mut ws,
         &serde_json::json!({"token": "aaa", "event": long}).to_string(),
     );
-    assert_eq!(close_with_reason(&mut ws), (4400, "event too long".to_string()));
+    assert_eq!(expect_close_frame(&mut ws), (4400, "event too long".to_string()));
     eventually("the refused connection is gone", || {
         metric(a, "wspush_connections") == 0
     });
@@ -85,7 +85,7 @@ fn a_token_over_4_kib_is_rejected_without_asking_auth() {
         &serde_json::json!({"token": "t".repeat(5000), "event": "e"}).to_string(),
     );
     assert_eq!(
-        close_with_reason(&mut other),
+        expect_close_frame(&mut other),
         (4401, "token too long".to_string())
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -119,11 +119,14 @@ fn a_user_id_over_256_bytes_from_auth_is_a_rejected_token() {
     let mut other = ws_connect(a, "/ws");
     send_text(&mut other, r#"{"token":"long","event":"e"}"#);
     assert_eq!(
-        close_with_reason(&mut other),
+        expect_close_frame(&mut other),
         (4401, "userId too long".to_string())
     );
     // A token the hook refuses is an unknown token.
     let mut third = ws_connect(a, "/ws");
     send_text(&mut third, r#"{"token":"nobody","event":"e"}"#);
-    assert_eq!(close_with_reason(&mut third), (4401, "unknown token".to_string()));
+    assert_eq!(
+        expect_close_frame(&mut third),
+        (4401, "unknown token".to_string())
+    );
 }
