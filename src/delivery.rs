@@ -16,13 +16,13 @@ use crate::conn::{Conn, State};
 use crate::history::Pos;
 use crate::http::response::{Response, Style};
 use crate::hub::{Asker, Ending, Hub, LOG_EVERY};
+use crate::message::Message;
 use crate::outbound::Admit;
 use crate::payload::{self, Payload};
 use crate::push::{Endpoint, PushRequest};
 use crate::replay::{self, Handed, Pumped};
 use crate::slab::Slab;
 use mio::Registry;
-use serde_json::Value;
 use std::time::Instant;
 
 /// The 413 of a push whose frame no receiver's backlog could hold.
@@ -48,16 +48,7 @@ pub(crate) fn submit(
     now: Instant,
 ) -> Option<Response> {
     let limit = hub.cfg().max_backlog_bytes;
-    // With history on, every form may carry a cursor too.
-    let room = if hub.history.is_some() {
-        payload::CURSOR_ROOM
-    } else {
-        0
-    };
-    if req
-        .message()
-        .is_some_and(|(e, m)| !payload::fits(e, m, limit.saturating_sub(room)))
-    {
+    if req.message().is_some_and(|(_, m)| !payload::fits(m, limit)) {
         return reply(asker, Err(Refused::TooLarge(limit)), hub, now);
     }
     if hub.redis.is_some() {
@@ -130,7 +121,7 @@ fn record(
     at: Option<Pos>,
     users: Option<&[String]>,
     p: &Payload<'_>,
-    message: &Value,
+    message: &Message,
     key: Option<&str>,
     now: Instant,
 ) -> Option<String> {
@@ -484,16 +475,16 @@ fn apply(hub: &mut Hub, conns: &mut Slab<Conn>, record: &[u8], at: Option<Pos>, 
 /// could have carried it), or than its backlog limit (every receiver
 /// would be closed with 4008).
 fn undeliverable(hub: &Hub, req: &PushRequest) -> Option<String> {
-    let (event, message) = req.message()?;
+    let (_, message) = req.message()?;
     let cfg = hub.cfg();
-    let len = payload::message_len(message);
+    let len = message.text().len();
     if len > cfg.max_body_bytes {
         return Some(format!(
             "its message of {len} bytes is larger than the body limit ({} bytes)",
             cfg.max_body_bytes
         ));
     }
-    if !payload::fits(event, message, cfg.max_backlog_bytes) {
+    if !payload::fits(message, cfg.max_backlog_bytes) {
         return Some(format!(
             "its message is larger than the backlog limit ({} bytes)",
             cfg.max_backlog_bytes

@@ -52,6 +52,7 @@ mod lifecycle;
 /// Listeners (TCP, unix, systemd's); public for integration tests.
 #[doc(hidden)]
 pub mod listen;
+mod message;
 mod metrics;
 mod names;
 /// sd_notify without libsystemd; public for integration tests.
@@ -94,6 +95,7 @@ pub fn flush_log(limit: std::time::Duration) {
 use event_loop::{listener_token, Control, Loop, Parts, MAX_LISTENERS, SIGNALS, WAKER};
 use hub::Hooks;
 use listen::{Listener, Role};
+use message::Message;
 use mio::{Interest, Poll, Waker};
 use push::PushRequest;
 use serde_json::Value;
@@ -541,7 +543,7 @@ impl Handle {
         self.ask(PushRequest::Push {
             users: push::distinct(users.iter().map(|u| u.to_string()).collect()),
             event: event.to_string(),
-            message,
+            message: Message::from_value(message),
             key: None,
         })
     }
@@ -550,7 +552,7 @@ impl Handle {
     pub fn broadcast(&self, event: &str, message: &str) -> Result<usize, Error> {
         self.ask(PushRequest::Broadcast {
             event: event.to_string(),
-            message: Value::String(message.to_string()),
+            message: Message::Text(message.to_string()),
             key: None,
         })
     }

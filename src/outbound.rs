@@ -355,11 +355,15 @@ fn write_until_blocked(io: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
 
 impl<S: Io> Outbound<S> {
     /// Offers one pushed message: the slow-consumer rule, in one place.
-    /// A message that would take the queue over the backlog limit is not
-    /// queued; the caller ends the session instead of letting a reader
-    /// that does not read grow the server.
+    /// A message that would take a waiting queue over the backlog limit
+    /// is not queued; the caller ends the session instead of letting a
+    /// reader that does not read grow the server. An empty queue takes any
+    /// one message: the push already refused messages over the limit
+    /// (`payload::fits`), and one that passed may still be a few bytes
+    /// longer framed (envelope, SSE lines) — a reader that keeps up must
+    /// get it. The queue stays bounded by the limit plus one message.
     pub fn admit(&mut self, frame: &Rc<[u8]>) -> Admit {
-        if self.queued() + frame.len() > self.limit {
+        if self.over_limit(frame) {
             return Admit::Over;
         }
         match self.send_shared(frame) {
@@ -377,13 +381,19 @@ impl<S: Io> Outbound<S> {
             return self.admit(frame);
         };
         self.forget_key(key);
-        if self.queued() + frame.len() > self.limit {
+        if self.over_limit(frame) {
             return Admit::Over;
         }
         match self.send_keyed(frame, key) {
             Ok(()) => Admit::Taken,
             Err(_) => Admit::Dead,
         }
+    }
+
+    /// Whether admitting `frame` breaks the backlog limit (see `admit`).
+    fn over_limit(&self, frame: &[u8]) -> bool {
+        let queued = self.queued();
+        queued > 0 && queued + frame.len() > self.limit
     }
 
     /// Takes the waiting message with `key` out (if none of it left yet).
@@ -619,8 +629,9 @@ mod tests {
         assert!(out.take_freed_big(), "a big backlog was freed");
     }
 
-    /// The slow-consumer rule: a message that would take the queue over
-    /// the limit is not taken; our own bytes always are.
+    /// The slow-consumer rule: a message that would take a waiting queue
+    /// over the limit is not taken; our own bytes always are; an empty
+    /// queue takes one message even if it is a little over the limit.
     #[test]
     fn admission_stops_at_the_backlog_limit() {
         let io = MemIo {
@@ -633,6 +644,16 @@ mod tests {
         assert_eq!(out.admit(&frame), Admit::Over);
         out.send(&[b'y'; 80]);
         assert_eq!(out.queued(), 140);
+        let mut out = Outbound::new(
+            MemIo {
+                room: Some(0),
+                ..MemIo::default()
+            },
+            100,
+        );
+        let framed: Rc<[u8]> = Rc::from(vec![b'x'; 110]);
+        assert_eq!(out.admit(&framed), Admit::Taken);
+        assert_eq!(out.admit(&frame), Admit::Over);
     }
 
     /// SPEC §8 latest-value keys: a newer message with the same key takes

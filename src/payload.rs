@@ -3,44 +3,22 @@
 //! envelope, chunked or not) is encoded at most once per push, on first
 //! use, and the same bytes are written to every connection that wants it.
 //!
-//! Also the size rule of SPEC §12: a message whose biggest form would not
-//! fit a receiver's backlog is refused at the push (`fits`), instead of
-//! closing every receiver with 4008.
+//! Also the size rule of SPEC §12: a message larger than a receiver's
+//! backlog is refused at the push (`fits`), instead of closing every
+//! receiver with 4008.
 
+use crate::message::Message;
 use crate::outbound::KeyTag;
 use crate::session::sse;
 use crate::session::ws::data_frame;
-use serde::Serialize;
-use serde_json::Value;
-use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::rc::Rc;
 
 /// The envelope a receiver in envelope mode gets: `{"event":E,"message":M}`,
-/// and `"cursor":C` after them with history on (SPEC §8).
-struct Envelope<'a> {
-    event: &'a str,
-    message: &'a Value,
-    cursor: Option<&'a str>,
-}
-
-impl Serialize for Envelope<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(2 + usize::from(self.cursor.is_some())))?;
-        map.serialize_entry("event", self.event)?;
-        map.serialize_entry("message", self.message)?;
-        if let Some(c) = self.cursor {
-            map.serialize_entry("cursor", c)?;
-        }
-        map.end()
-    }
-}
-
-/// The envelope of a message kept as text (a replay from history): the
-/// same bytes `Envelope` writes for the `Value` it came from, since a
-/// non-string message is kept as its compact JSON.
-fn stored_envelope(event: &str, text: &str, is_string: bool, cursor: Option<&str>) -> String {
+/// and `"cursor":C` after them with history on (SPEC §8). Built from the
+/// message's text, so a push and its replay from history are the same
+/// bytes.
+fn envelope(event: &str, text: &str, is_string: bool, cursor: Option<&str>) -> String {
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let mut out = String::with_capacity(text.len() + event.len() + 48);
     out.push_str("{\"event\":");
@@ -59,27 +37,12 @@ fn stored_envelope(event: &str, text: &str, is_string: bool, cursor: Option<&str
     out
 }
 
-/// Where a payload's message comes from.
-enum Msg<'a> {
-    /// A push: the checked JSON value.
-    Value(&'a Value),
-    /// A replay: the raw text, and whether it was a JSON string.
-    Stored { is_string: bool },
-}
-
-/// The message as a raw receiver gets it: a string byte for byte (as the
-/// seed did), any other value as its compact JSON.
-fn raw_text(message: &Value) -> Cow<'_, str> {
-    match message {
-        Value::String(s) => Cow::Borrowed(s.as_str()),
-        other => Cow::Owned(other.to_string()),
-    }
-}
-
 pub struct Payload<'a> {
     event: &'a str,
-    message: Msg<'a>,
-    text: Cow<'a, str>,
+    /// The text a raw receiver gets (see `Message::text`).
+    text: &'a str,
+    /// Whether the message is a JSON string (the envelope quotes it).
+    is_string: bool,
     /// The message's cursor, with history on.
     cursor: Option<&'a str>,
     /// Its latest-value key (stream and key), if it has one.
@@ -92,25 +55,16 @@ pub struct Payload<'a> {
 }
 
 impl<'a> Payload<'a> {
-    pub fn new(event: &'a str, message: &'a Value) -> Payload<'a> {
-        Payload {
-            event,
-            message: Msg::Value(message),
-            text: raw_text(message),
-            cursor: None,
-            key: None,
-            envelope: OnceCell::new(),
-            ws: Default::default(),
-            sse: Default::default(),
-        }
+    pub fn new(event: &'a str, message: &'a Message) -> Payload<'a> {
+        Payload::stored(event, message.text(), message.is_string())
     }
 
     /// A message kept in history as its raw text (see `history::Item`).
     pub fn stored(event: &'a str, text: &'a str, is_string: bool) -> Payload<'a> {
         Payload {
             event,
-            message: Msg::Stored { is_string },
-            text: Cow::Borrowed(text),
+            text,
+            is_string,
             cursor: None,
             key: None,
             envelope: OnceCell::new(),
@@ -140,21 +94,12 @@ impl<'a> Payload<'a> {
 
     /// The text a raw receiver gets (what history keeps).
     pub fn raw(&self) -> &str {
-        &self.text
+        self.text
     }
 
     fn envelope_text(&self) -> &str {
-        self.envelope.get_or_init(|| match self.message {
-            Msg::Value(message) => {
-                let env = Envelope {
-                    event: self.event,
-                    message,
-                    cursor: self.cursor,
-                };
-                serde_json::to_string(&env).unwrap_or_default()
-            }
-            Msg::Stored { is_string } => stored_envelope(self.event, &self.text, is_string, self.cursor),
-        })
+        self.envelope
+            .get_or_init(|| envelope(self.event, self.text, self.is_string, self.cursor))
     }
 
     /// The text a receiver gets, before any framing.
@@ -162,7 +107,7 @@ impl<'a> Payload<'a> {
         if envelope {
             self.envelope_text()
         } else {
-            &self.text
+            self.text
         }
     }
 
@@ -193,75 +138,6 @@ impl<'a> Payload<'a> {
     }
 }
 
-/// Counts what is written to it: the length of a serialization without
-/// keeping it.
-struct Counter(usize);
-
-impl std::io::Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn json_len(v: &(impl Serialize + ?Sized)) -> usize {
-    let mut c = Counter(0);
-    // Serializing strings and `Value`s cannot fail but by I/O, and
-    // `Counter` never fails.
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
-}
-
-/// Bytes of a message as a raw receiver gets it.
-pub fn message_len(message: &Value) -> usize {
-    match message {
-        Value::String(s) => s.len(),
-        other => json_len(other),
-    }
-}
-
-/// Bytes of a WebSocket frame carrying `payload` bytes.
-fn ws_frame_len(payload: usize) -> usize {
-    payload
-        + if payload < 126 {
-            2
-        } else if payload <= usize::from(u16::MAX) {
-            4
-        } else {
-            10
-        }
-}
-
-/// Bytes of the biggest form of this message any receiver can get: the
-/// envelope (the text plus the event, the message escaped when it is a
-/// string) on WebSocket, or an SSE event, whose raw form repeats `data: `
-/// on every line of the text.
-pub fn largest_form(event: &str, message: &Value) -> usize {
-    let envelope = json_len(&Envelope {
-        event,
-        message,
-        cursor: None,
-    });
-    let ws = ws_frame_len(envelope);
-    let sse_env = sse::event_block_len(event, "", None) + envelope;
-    let sse_raw = match message {
-        Value::String(s) => sse::event_block_len(event, s, None),
-        // Compact JSON has no line breaks: one `data:` line.
-        other => sse::event_block_len(event, "", None) + json_len(other),
-    };
-    let sse = sse_env.max(sse_raw);
-    ws.max(sse + sse::frame_overhead(sse, true))
-}
-
-/// The most a cursor adds to any form of a message: `,"cursor":"C"` in
-/// the envelope and `id: C` in an SSE event (a cursor is at most 8 hex
-/// digits and two 20-digit numbers with their dashes), and a longer chunk
-/// size line.
-pub const CURSOR_ROOM: usize = 128;
-
 /// Keys that identify a latest-value message in a backlog: the stream
 /// (user or broadcast: a connection has one user) and the key, one `Rc`
 /// per push shared by every receiver.
@@ -270,24 +146,23 @@ pub fn key_tag(broadcast: bool, event: &str, key: &str) -> KeyTag {
     Rc::from(format!("{kind}\u{0}{event}\u{0}{key}"))
 }
 
-/// SPEC §12: whether every form of this message fits `limit` (the backlog
-/// limit). Escaping makes a string at most six times longer and SSE lines
-/// at most seven, so a short message is cleared without a pass over it;
-/// only a near miss is measured.
-pub fn fits(event: &str, message: &Value, limit: usize) -> bool {
-    const WRAPPING: usize = 64;
-    if let Value::String(m) = message {
-        if WRAPPING + 7 * (event.len() + m.len()) <= limit {
-            return true;
-        }
-    }
-    largest_form(event, message) <= limit
+/// SPEC §12: a message larger than the backlog limit is refused at the
+/// push (413). "Larger" is the message itself, as a raw receiver gets it:
+/// its envelope or SSE form may be a little longer, which the outbound
+/// policy allows into an empty queue (`Outbound::admit`), so a message
+/// that passes here reaches every receiver that reads.
+pub fn fits(message: &Message, limit: usize) -> bool {
+    message.text().len() <= limit
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn msg(v: Value) -> Message {
+        Message::from_value(v)
+    }
 
     /// Decodes one of our server frames back to its text.
     fn text_of(frame: &[u8]) -> String {
@@ -298,24 +173,25 @@ mod tests {
 
     #[test]
     fn websocket_text_and_envelope() {
-        let m = json!("a \"quoted\" é");
+        let m = msg(json!("a \"quoted\" é"));
         let p = Payload::new("ev", &m);
         assert_eq!(text_of(p.ws(false)), "a \"quoted\" é");
         assert_eq!(p.text_len(false), "a \"quoted\" é".len());
         let env: Value = serde_json::from_str(&text_of(p.ws(true))).unwrap();
         assert_eq!(env, json!({"event": "ev", "message": "a \"quoted\" é"}));
         assert_eq!(p.text_len(true), text_of(p.ws(true)).len());
-        let m = json!({"b": 1, "a": [true, 2.5]});
+        let v = json!({"b": 1, "a": [true, 2.5]});
+        let m = msg(v.clone());
         let p = Payload::new("ev", &m);
         let back: Value = serde_json::from_str(&text_of(p.ws(false))).unwrap();
-        assert_eq!(back, m);
+        assert_eq!(back, v);
         assert!(!text_of(p.ws(false)).contains(' '));
         assert!(Rc::ptr_eq(p.ws(true), p.ws(true)), "built once");
     }
 
     #[test]
     fn sse_events_raw_and_envelope_chunked_or_not() {
-        let m = json!("line 1\nline 2");
+        let m = msg(json!("line 1\nline 2"));
         let p = Payload::new("news", &m);
         assert_eq!(
             &**p.sse(false, false),
@@ -342,65 +218,40 @@ mod tests {
             json!(42),
             json!([]),
         ];
-        for m in &messages {
+        for v in &messages {
+            let m = &msg(v.clone());
             let live = Payload::new("ev\"", m).with_cursor(Some("c0ffee00-7"));
             let env: Value = serde_json::from_str(&text_of(live.ws(true))).unwrap();
             assert_eq!(
                 env,
-                json!({"event": "ev\"", "message": m, "cursor": "c0ffee00-7"})
+                json!({"event": "ev\"", "message": v, "cursor": "c0ffee00-7"})
             );
             assert!(text_of(live.ws(true)).ends_with(r#","cursor":"c0ffee00-7"}"#));
             let sse = String::from_utf8(live.sse(false, false).to_vec()).unwrap();
             assert!(sse.ends_with("\nid: c0ffee00-7\n\n"), "{sse}");
             let kept = Payload::stored("ev\"", live.raw(), m.is_string()).with_cursor(Some("c0ffee00-7"));
             for envelope in [false, true] {
-                assert_eq!(live.ws(envelope), kept.ws(envelope), "{m}");
+                assert_eq!(live.ws(envelope), kept.ws(envelope), "{v}");
                 for chunked in [false, true] {
-                    assert_eq!(live.sse(envelope, chunked), kept.sse(envelope, chunked), "{m}");
+                    assert_eq!(live.sse(envelope, chunked), kept.sse(envelope, chunked), "{v}");
                 }
             }
             // Raw WebSocket messages never change: no room for a cursor.
             assert_eq!(live.ws(false), Payload::new("ev\"", m).ws(false));
         }
-        let fat = "c".repeat(8) + "-" + &u64::MAX.to_string() + "-" + &u64::MAX.to_string();
-        let m = json!("x");
-        let p = Payload::new("e", &m).with_cursor(Some(&fat));
-        let bare = Payload::new("e", &m);
-        assert!(p.sse(true, true).len() - bare.sse(true, true).len() <= CURSOR_ROOM);
-        assert!(p.ws(true).len() - bare.ws(true).len() <= CURSOR_ROOM);
     }
 
-    /// The size check agrees with the frames actually built, on both sides
-    /// of the limit, for strings that escape a lot, strings of many lines
-    /// and other values.
+    /// The size rule is the message's own length, as a raw receiver gets
+    /// it: a string's bytes, not its escaped form.
     #[test]
-    fn the_size_check_agrees_with_the_biggest_frame_built() {
-        let messages = [
-            json!("plain"),
-            json!("\u{1}\"\\\n".repeat(300)),
-            json!("\n".repeat(3000)),
-            json!("é".repeat(5000)),
-            json!({"k": [1, 2.5, "x\u{0}"], "n": null}),
-            json!("x".repeat(70_000)),
-        ];
-        for m in &messages {
-            let p = Payload::new("ev\"", m);
-            let biggest = [
-                p.ws(true),
-                p.ws(false),
-                p.sse(true, true),
-                p.sse(false, true),
-                p.sse(true, false),
-                p.sse(false, false),
-            ]
-            .iter()
-            .map(|f| f.len())
-            .max()
-            .unwrap();
-            assert_eq!(largest_form("ev\"", m), biggest, "{m}");
-            assert!(fits("ev\"", m, biggest));
-            assert!(!fits("ev\"", m, biggest - 1));
-            assert_eq!(message_len(m), p.text_len(false));
-        }
+    fn the_size_rule_is_the_message_itself() {
+        let m = msg(json!("\n".repeat(1000)));
+        assert!(fits(&m, 1000));
+        assert!(!fits(&m, 999));
+        let m =
+            Message::from_raw(&serde_json::value::RawValue::from_string(r#"{ "k" : 1 }"#.into()).unwrap())
+                .unwrap();
+        assert!(fits(&m, 7));
+        assert!(!fits(&m, 6));
     }
 }

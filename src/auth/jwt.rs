@@ -4,7 +4,10 @@
 //! say `"alg": "HS256"` (so `none` and RS/ES tokens — the classic algorithm
 //! confusion attacks — are refused before any signature work), the HMAC is
 //! RustCrypto's and compared in constant time by `verify_slice`, `sub` is the
-//! userId, and `exp`/`nbf` are honoured with a small leeway for clock skew.
+//! userId, `exp` is honoured to the second (a live connection is closed at
+//! that very second too, so accepting a token past it would only make the
+//! two rules disagree), and `nbf` gets a small leeway: a token minted on a
+//! back end whose clock runs a little ahead must still work at once.
 
 use data_encoding::BASE64URL_NOPAD;
 use hmac::{Hmac, KeyInit, Mac};
@@ -14,8 +17,8 @@ use std::fmt;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Clock skew tolerated on `exp` and `nbf`, in seconds.
-pub const LEEWAY_SECS: i64 = 30;
+/// Clock skew tolerated on `nbf`, in seconds.
+pub const NBF_LEEWAY_SECS: i64 = 30;
 
 /// Why a token was refused (`auth::Rejection` turns it into the reason the
 /// client is told).
@@ -150,12 +153,13 @@ pub fn verify_with<S: AsRef<[u8]>>(
     let mut claims = decode_json(p)?;
     let exp = time_claim(&claims, "exp")?;
     if let Some(exp) = exp {
-        if now > exp.saturating_add(LEEWAY_SECS) {
+        // RFC 7519 §4.1.4: valid only *before* exp.
+        if now >= exp {
             return Err(JwtError::Expired);
         }
     }
     if let Some(nbf) = time_claim(&claims, "nbf")? {
-        if now.saturating_add(LEEWAY_SECS) < nbf {
+        if now.saturating_add(NBF_LEEWAY_SECS) < nbf {
             return Err(JwtError::NotYetValid);
         }
     }
@@ -241,11 +245,9 @@ mod tests {
     fn round_trip() {
         let t = sign("alice", SECRET, NOW, 3600);
         assert_eq!(verify(&t, SECRET, NOW), Ok("alice".into()));
-        assert_eq!(verify(&t, SECRET, NOW + 3600 + LEEWAY_SECS), Ok("alice".into()));
-        assert_eq!(
-            verify(&t, SECRET, NOW + 3601 + LEEWAY_SECS),
-            Err(JwtError::Expired)
-        );
+        assert_eq!(verify(&t, SECRET, NOW + 3599), Ok("alice".into()));
+        assert_eq!(verify(&t, SECRET, NOW + 3600), Err(JwtError::Expired));
+        assert_eq!(verify(&t, SECRET, NOW + 3601), Err(JwtError::Expired));
         assert_eq!(verify(&t, b"other", NOW), Err(JwtError::Signature));
     }
 
@@ -339,6 +341,10 @@ mod tests {
             SECRET,
         );
         assert_eq!(verify(&t, SECRET, NOW), Ok("a".into()));
+        assert_eq!(
+            verify(&t, SECRET, NOW - NBF_LEEWAY_SECS),
+            Err(JwtError::NotYetValid)
+        );
     }
 
     #[test]

@@ -251,8 +251,7 @@ impl From<PatternError> for Rejection {
 pub struct Grant {
     pub user: String,
     /// When a connection it opened must end (Unix seconds): the JWT's
-    /// `exp` — or, for a token accepted within the clock-skew leeway
-    /// after it, the end of that leeway.
+    /// `exp`.
     pub expires: Option<i64>,
     /// The events it allows; `None`: every one (no claim, no column).
     pub events: Option<Arc<Patterns>>,
@@ -337,13 +336,7 @@ impl ConnAuth {
             }
             ConnAuth::Jwt(j) => {
                 let claims = jwt::verify_with(token, &j.secrets, now, &j.expect)?;
-                let expires = claims.exp.map(|exp| {
-                    if exp >= now {
-                        exp
-                    } else {
-                        exp.saturating_add(jwt::LEEWAY_SECS)
-                    }
-                });
+                let expires = claims.exp;
                 let events = match &claims.events {
                     Some(claim) => Some(Arc::new(Patterns::from_claim(claim)?)),
                     None => None,
@@ -972,14 +965,11 @@ mod tests {
                 "{token}"
             );
         }
-        // A live connection ends at `exp`; a token taken within the
-        // leeway after its `exp` lives until the leeway's end.
+        // A live connection ends at `exp`; from that second on the token
+        // is refused outright (no skew allowance on `exp`).
         let t = jwt::sign("carol", b"k", now, 60);
         assert_eq!(a.grant(&t, now).map(|g| g.expires), Ok(Some(now + 60)));
-        assert_eq!(
-            a.grant(&t, now + 70).map(|g| g.expires),
-            Ok(Some(now + 60 + jwt::LEEWAY_SECS))
-        );
+        assert_eq!(a.grant(&t, now + 60).map(|g| g.expires), Err(Rejection::Expired));
         assert_eq!(Rejection::NotYetValid.reason(), "token not valid yet");
         assert_eq!(Rejection::Algorithm.reason(), "malformed token");
         assert!(Rejection::Algorithm.to_string().contains("HS256"));

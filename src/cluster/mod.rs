@@ -56,7 +56,12 @@ pub(crate) fn decode(record: &[u8]) -> Result<PushRequest, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Message;
     use serde_json::json;
+
+    fn msg(v: serde_json::Value) -> Message {
+        Message::from_value(v)
+    }
 
     fn round_trip(req: PushRequest) {
         let rec = encode(&req);
@@ -68,23 +73,23 @@ mod tests {
         round_trip(PushRequest::Push {
             users: vec!["alice".into(), "b\"o\\b\u{e9}".into()],
             event: "news".into(),
-            message: json!("hi \u{1F600} \"quoted\"\n"),
+            message: msg(json!("hi \u{1F600} \"quoted\"\n")),
             key: None,
         });
         round_trip(PushRequest::Push {
             users: vec!["u".into()],
             event: "e".into(),
-            message: json!({"a": [1, 2.5, true, null], "b": "x"}),
+            message: msg(json!({"a": [1, 2.5, true, null], "b": "x"})),
             key: Some("k\u{0}1".into()),
         });
         round_trip(PushRequest::Broadcast {
             event: "e".into(),
-            message: json!(42),
+            message: msg(json!(42)),
             key: None,
         });
         round_trip(PushRequest::Broadcast {
             event: "e".into(),
-            message: json!(42),
+            message: msg(json!(42)),
             key: Some("latest".into()),
         });
         round_trip(PushRequest::Drop {
@@ -109,10 +114,17 @@ mod tests {
         let rec = encode(&PushRequest::Push {
             users: vec!["alice".into()],
             event: "news".into(),
-            message: json!("hi"),
+            message: msg(json!("hi")),
             key: None,
         });
         assert_eq!(rec, br#"1P{"userIds":["alice"],"event":"news","message":"hi"}"#);
+        // A JSON message travels as the text it was pushed with.
+        let body = br#"{"userId":"u","event":"e","message":{ "z" : 1e2, "a" : [ ] }}"#;
+        let req = crate::push::parse(crate::push::Endpoint::Push, body).unwrap();
+        assert_eq!(
+            encode(&req),
+            br#"1P{"userIds":["u"],"event":"e","message":{"z":1e2,"a":[]}}"#
+        );
         // `reconnect` is written only when false, as a `/drop` body says it.
         let rec = encode(&PushRequest::Drop {
             user: "u".into(),

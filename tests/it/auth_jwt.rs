@@ -113,9 +113,23 @@ fn valid_token_registers_as_its_sub() {
     assert_accepted(s.addr, &good("alice"), "alice");
     // No exp at all is accepted too (exp is optional in RFC 7519).
     assert_accepted(s.addr, &jwt(HS256, r#"{"sub":"bob"}"#, SECRET), "bob");
-    // Within the 30 s leeway on both sides.
-    let edge = json!({"sub": "carol", "exp": now() - 5, "nbf": now() + 5}).to_string();
+    // nbf has a 30 s leeway for a minting clock that runs ahead.
+    let edge = json!({"sub": "carol", "exp": now() + 60, "nbf": now() + 5}).to_string();
     assert_accepted(s.addr, &jwt(HS256, &edge, SECRET), "carol");
+}
+
+/// `exp` has no leeway: a token that expired a few seconds ago is refused
+/// at once, as a connection holding it would have been closed at `exp`.
+#[test]
+fn a_token_just_past_exp_is_refused() {
+    let s = server();
+    let claims = json!({"sub": "alice", "exp": now() - 2}).to_string();
+    assert_rejected(
+        s.addr,
+        &jwt(HS256, &claims, SECRET),
+        "exp 2 s ago",
+        "token expired",
+    );
 }
 
 #[test]

@@ -239,6 +239,34 @@ fn other_json_messages_arrive_as_compact_json_text() {
     expect_silence(&mut ws, QUIET);
 }
 
+/// "Compact JSON text" is the sender's text without the whitespace
+/// between tokens: keys keep their order and numbers their spelling (a
+/// re-serialisation sorted keys and rounded big integers to `f64`), in
+/// every form a receiver can get.
+#[test]
+fn a_json_message_keeps_its_key_order_and_number_spelling() {
+    let server = start();
+    let a = server.addr;
+    let mut raw = connect_registered(a, "alice", "news");
+    let mut env = ws_connect(a, "/ws?envelope=1");
+    register(&mut env, "alice", "news");
+    let mut sse = crate::sse::sse_open(a, "event=news&token=alice", "").expect("SSE stream");
+    let sent = "{ \"z\": 1e2, \"a\": [ -0, 0.1000, 12345678901234567890123 ],\n  \"m\": \"a  b\" }";
+    let compact = r#"{"z":1e2,"a":[-0,0.1000,12345678901234567890123],"m":"a  b"}"#;
+    let body = format!(r#"{{"userId":"alice","event":"news","message":{sent}}}"#);
+    assert_sent(&post(a, "/push", &body), 3);
+    assert_eq!(read_text(&mut raw), compact);
+    assert_eq!(
+        read_text(&mut env),
+        format!(r#"{{"event":"news","message":{compact}}}"#)
+    );
+    let e = sse.next_event();
+    assert_eq!((e.event.as_str(), e.data.as_str()), ("news", compact));
+    let body = format!(r#"{{"event":"news","message":{sent}}}"#);
+    assert_sent(&post(a, "/broadcast", &body), 3);
+    assert_eq!(read_text(&mut raw), compact);
+}
+
 #[test]
 fn empty_string_and_null_messages_are_refused() {
     let server = start();

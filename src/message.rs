@@ -1,0 +1,203 @@
+//! A pushed message, kept as the text receivers get.
+//!
+//! SPEC §2: a string message is sent byte for byte, any other JSON value
+//! "as its compact JSON text". Compact means the sender's text without the
+//! whitespace between tokens — not a re-serialisation: going through
+//! `serde_json::Value` would sort the keys of an object (`{"z":1,"a":2}`
+//! arrived as `{"a":2,"z":1}`) and rewrite numbers (`1e2` as `100.0`, a
+//! 23-digit integer rounded to an `f64`). So a message is read from the
+//! body as raw JSON, checked, compacted once, and every form a receiver
+//! gets (raw, envelope, SSE, history, cluster record) is built from it.
+
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// A checked message: a non-empty string, or any other JSON value but
+/// `null` (as compact JSON text).
+#[derive(Debug)]
+pub enum Message {
+    Text(String),
+    Json(Box<RawValue>),
+}
+
+impl Message {
+    /// Checks a message as it appears in a push body (SPEC §2); the error
+    /// is the reason shown after `request data illegal: `.
+    pub fn from_raw(raw: &RawValue) -> Result<Message, String> {
+        let compacted = compact(raw.get());
+        let text = compacted.as_deref().unwrap_or(raw.get());
+        let invalid = |e: serde_json::Error| format!("message is not valid JSON ({e})");
+        if text.starts_with('"') {
+            let s: String = serde_json::from_str(text).map_err(invalid)?;
+            if s.is_empty() {
+                return Err("message is empty".into());
+            }
+            return Ok(Message::Text(s));
+        }
+        if text == "null" {
+            return Err("message is null".into());
+        }
+        let json = match compacted {
+            None => raw.to_owned(),
+            Some(c) => RawValue::from_string(c).map_err(invalid)?,
+        };
+        Ok(Message::Json(json))
+    }
+
+    /// A message from the library's `Handle`: a string as is, anything
+    /// else as `serde_json`'s compact text of the value.
+    pub fn from_value(value: Value) -> Message {
+        match value {
+            Value::String(s) => Message::Text(s),
+            other => match RawValue::from_string(other.to_string()) {
+                Ok(json) => Message::Json(json),
+                // A `Value` always prints as valid JSON; keep the text
+                // rather than panic if that ever changed.
+                Err(_) => Message::Text(other.to_string()),
+            },
+        }
+    }
+
+    /// The text a raw receiver gets: the string itself, or the compact JSON.
+    pub fn text(&self) -> &str {
+        match self {
+            Message::Text(s) => s,
+            Message::Json(j) => j.get(),
+        }
+    }
+
+    /// Whether it was a JSON string (an envelope quotes it; a replay from
+    /// history needs to know).
+    pub fn is_string(&self) -> bool {
+        matches!(self, Message::Text(_))
+    }
+}
+
+impl Clone for Message {
+    fn clone(&self) -> Message {
+        match self {
+            Message::Text(s) => Message::Text(s.clone()),
+            Message::Json(j) => Message::Json(j.to_owned()),
+        }
+    }
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Message) -> bool {
+        self.is_string() == other.is_string() && self.text() == other.text()
+    }
+}
+
+/// As JSON: a string quoted, other values as their compact text (what a
+/// cluster record and an envelope carry).
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Message::Text(t) => s.serialize_str(t),
+            Message::Json(j) => j.serialize(s),
+        }
+    }
+}
+
+/// `json` (valid JSON text) without whitespace between tokens; `None` when
+/// it has none to remove. Whitespace inside strings is content and stays;
+/// a string ends at a `"` not escaped by a backslash. Only ASCII bytes
+/// decide, and no byte of a multi-byte UTF-8 character is ASCII, so
+/// working on chars keeps every character whole.
+fn compact(json: &str) -> Option<String> {
+    let is_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut out: Option<String> = None;
+    for (i, c) in json.char_indices() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if is_space(c) {
+            // The first whitespace found: start the copy with what came
+            // before it.
+            out.get_or_insert_with(|| {
+                let mut s = String::with_capacity(json.len());
+                s.push_str(&json[..i]);
+                s
+            });
+            continue;
+        }
+        if let Some(out) = out.as_mut() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_string()).expect("valid JSON")
+    }
+
+    fn checked(text: &str) -> Result<Message, String> {
+        Message::from_raw(&raw(text))
+    }
+
+    #[test]
+    fn objects_keep_their_key_order_and_numbers_their_text() {
+        let m = checked(r#"{ "z" : 1, "a" : [ true , null ], "n": 1e2, "big": 12345678901234567890123 }"#)
+            .unwrap();
+        assert_eq!(
+            m.text(),
+            r#"{"z":1,"a":[true,null],"n":1e2,"big":12345678901234567890123}"#
+        );
+        assert!(!m.is_string());
+    }
+
+    #[test]
+    fn whitespace_inside_strings_is_content() {
+        let m = checked("{\"a b\" :\t\"c \\\" d\\\\\" ,\n\"e\":\"\u{e9} \u{1f600}\"}").unwrap();
+        assert_eq!(m.text(), "{\"a b\":\"c \\\" d\\\\\",\"e\":\"\u{e9} \u{1f600}\"}");
+    }
+
+    #[test]
+    fn compact_text_is_borrowed_when_already_compact() {
+        assert_eq!(compact(r#"{"a":[1,2]}"#), None);
+        assert_eq!(compact(" 5 ").as_deref(), Some("5"));
+        assert_eq!(checked(" null ").err().as_deref(), Some("message is null"));
+    }
+
+    #[test]
+    fn strings_are_unescaped_and_sent_as_is() {
+        let m = checked(r#""line\nbreak \u00e9""#).unwrap();
+        assert_eq!(m.text(), "line\nbreak \u{e9}");
+        assert!(m.is_string());
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#""line\nbreak é""#);
+    }
+
+    #[test]
+    fn null_and_empty_are_refused() {
+        assert_eq!(checked("null"), Err("message is null".into()));
+        assert_eq!(checked(r#""""#), Err("message is empty".into()));
+        assert!(checked("0").is_ok());
+        assert!(checked("false").is_ok());
+        assert!(checked("[]").is_ok());
+    }
+
+    #[test]
+    fn serializes_as_the_json_it_was() {
+        let m = checked(r#"{"z": 1, "a": 2}"#).unwrap();
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"z":1,"a":2}"#);
+        assert_eq!(m, m.clone());
+        let lib = Message::from_value(serde_json::json!([1, "b"]));
+        assert_eq!(lib.text(), r#"[1,"b"]"#);
+        assert_eq!(Message::from_value(Value::from("hi")).text(), "hi");
+    }
+}
