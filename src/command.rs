@@ -113,9 +113,11 @@ pub fn resumed_reply(id: &Value, recovered: bool) -> String {
     serde_json::json!({ "id": id, "ok": true, "recovered": recovered }).to_string()
 }
 
-/// The error reply: `code` is the close code the same failure gets without an `id`.
+/// The error reply: `code` is the close code the same failure gets without
+/// an `id`. Keys in SPEC §1's order (`json!` would sort them).
 pub fn error_reply(id: &Value, code: u16, reason: &str) -> String {
-    serde_json::json!({ "id": id, "ok": false, "code": code, "error": reason }).to_string()
+    let reason = serde_json::to_string(reason).unwrap_or_default();
+    format!(r#"{{"id":{id},"ok":false,"code":{code},"error":{reason}}}"#)
 }
 
 #[cfg(test)]
@@ -242,6 +244,10 @@ mod tests {
     #[test]
     fn replies() {
         assert_eq!(ok_reply(&json!(1)), r#"{"id":1,"ok":true}"#);
+        assert_eq!(
+            error_reply(&json!(7), 4400, "bad \"x\""),
+            r#"{"id":7,"ok":false,"code":4400,"error":"bad \"x\""}"#
+        );
         let v: Value = serde_json::from_str(&error_reply(&json!("a"), 4403, "other user")).unwrap();
         assert_eq!(
             v,

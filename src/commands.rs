@@ -8,7 +8,7 @@ use crate::api::{ClientMessage, Reply};
 use crate::binder::BindError;
 use crate::close::{self, Close};
 use crate::command::{self, Action};
-use crate::conn::{Conn, State};
+use crate::conn::{Conn, Peer, State};
 use crate::delivery;
 use crate::hub::{Ending, Hub};
 use crate::log::Refusal;
@@ -173,7 +173,7 @@ fn register(
     }
     hub.binder
         .bind(id, &grant.user, event, hub.settings.cfg.max_events)
-        .map_err(refusal_of)?;
+        .map_err(|e| refusal_of(e, peer, hub.settings.cfg.max_events))?;
     access::took(hub, id, &grant);
     if let State::Session(Session::Ws(ws)) = &mut conn.state {
         ws.registered();
@@ -182,11 +182,24 @@ fn register(
     Ok(since.map(|since| !already && delivery::resume(hub, id, &grant.user, &[event], since, now) == [true]))
 }
 
-/// The close a refused binding gets.
-fn refusal_of(e: BindError) -> Close {
+/// The close a refused binding gets, logged (SPEC §4: every refusal a
+/// user may need to debug, at `info`).
+fn refusal_of(e: BindError, peer: Peer, max_events: usize) -> Close {
     match e {
-        BindError::OtherUser => Close::new(close::OTHER_USER),
-        BindError::TooManyEvents => Close::new(close::TOO_MANY_EVENTS),
+        BindError::OtherUser => {
+            refusal!(
+                Refusal::Token,
+                "register from {peer} refused (4403): its token maps to another user than the connection's"
+            );
+            Close::new(close::OTHER_USER)
+        }
+        BindError::TooManyEvents => {
+            refusal!(
+                Refusal::Limit,
+                "register from {peer} refused (4429): over --max-events {max_events}"
+            );
+            Close::new(close::TOO_MANY_EVENTS)
+        }
     }
 }
 

@@ -435,12 +435,12 @@ fn parse_count(v: &str) -> Result<usize, String> {
 }
 
 /// Reads a secret from a file, so it stays out of `ps` and shell history;
-/// one trailing newline (as editors write) is not part of it.
+/// trailing line breaks, spaces and tabs (as editors and `echo` leave
+/// them) are not part of it: a push key or Redis URL cannot end in
+/// whitespace that an HTTP header or URL would keep.
 pub fn read_secret_file(path: &str) -> Result<Secret, String> {
     let s = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    let s = s.strip_suffix('\n').unwrap_or(&s);
-    let s = s.strip_suffix('\r').unwrap_or(s);
-    Ok(Secret::new(s))
+    Ok(Secret::new(s.trim_end_matches(['\n', '\r', ' ', '\t'])))
 }
 
 /// The secrets of a `--jwt-secret-file`: one per line, blank lines
@@ -1004,6 +1004,9 @@ where
     }
     // List flags given on the command line replace the environment's.
     let mut cleared: Vec<&str> = Vec::new();
+    // Values of the other flags given on the command line: a second,
+    // different one is a conflict, not a silent override.
+    let mut once: Vec<(&str, String)> = Vec::new();
     let mut args = args.into_iter().map(Into::into);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -1029,9 +1032,22 @@ where
                 .next()
                 .ok_or_else(|| ConfigError(format!("--{name} needs a value ({})", flag.metavar)))?,
         };
-        if !cleared.contains(&flag.name) {
-            cleared.push(flag.name);
-            clear_list(&mut cfg, flag.name);
+        if REPEATABLE.contains(&flag.name) {
+            if !cleared.contains(&flag.name) {
+                cleared.push(flag.name);
+                clear_list(&mut cfg, flag.name);
+            }
+        } else {
+            match once.iter().find(|(n, _)| *n == flag.name) {
+                // Values are not shown: this may be a secret.
+                Some((_, v)) if *v != value => {
+                    return Err(ConfigError(format!(
+                        "--{name} is given twice with different values; give it once"
+                    )))
+                }
+                Some(_) => {}
+                None => once.push((flag.name, value.clone())),
+            }
         }
         (flag.set)(&mut cfg, &value).map_err(|e| ConfigError(format!("--{name}: {e}")))?;
         note(flag.name, format!("--{}", flag.name));
@@ -1052,6 +1068,9 @@ const EXCLUSIVE: &[(&str, &str, &str)] = &[
     ("push-key", "push-key-file", "the push key"),
     ("redis", "redis-url-file", "the Redis URL"),
 ];
+
+/// The flags that may be given several times (each adds a listener).
+const REPEATABLE: &[&str] = &["listen", "push-listen"];
 
 /// A flag that may be given several times starts from empty the first
 /// time a source (the environment, then the command line) gives it: the
@@ -1146,6 +1165,25 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:0");
         assert_eq!(c.register_timeout, Duration::from_millis(500));
         assert_eq!(c.max_events, 3);
+    }
+
+    /// SPEC §4: a setting given twice in conflicting ways exits 2; the
+    /// same flag twice with two values is one (the value is not shown: it
+    /// may be a secret). The same value twice, and repeatable flags, are
+    /// fine.
+    #[test]
+    fn a_flag_given_twice_with_different_values_is_refused() {
+        let e = run(&["--push-key", "aaaaaaaa", "--push-key", "bbbbbbbb"]).unwrap_err();
+        assert_eq!(
+            e.0,
+            "--push-key is given twice with different values; give it once"
+        );
+        assert!(!e.0.contains("aaaa") && !e.0.contains("bbbb"));
+        assert!(run(&["--max-events", "3", "--max-events=4"]).is_err());
+        let c = run(&["--max-events", "3", "--max-events=3"]).unwrap();
+        assert_eq!(c.max_events, 3);
+        let c = run(&["--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2"]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1");
     }
 
     #[test]
@@ -1428,6 +1466,11 @@ mod tests {
         assert_eq!(e, format!("--push-key-file {} is empty", empty.display()));
         std::fs::remove_file(&empty).unwrap();
         assert_eq!(run(&["--push-key", ""]).unwrap_err().0, "--push-key is empty");
+        // Trailing blank lines and spaces are not part of a key either.
+        let padded = temp_file("padded", "the-key \r\n\n");
+        let c = run(&["--push-key-file", padded.to_str().unwrap()]).unwrap();
+        assert_eq!(c.push_key, Some(Secret::new("the-key")));
+        std::fs::remove_file(&padded).unwrap();
     }
 
     #[test]

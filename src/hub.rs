@@ -24,6 +24,7 @@ use crate::http::response::{Response, Style};
 use crate::http::route::Paths;
 use crate::idle::{Entry, IdleQueue};
 use crate::listen::Role;
+use crate::log::Refusal;
 use crate::metrics::Metrics;
 use crate::outbound::{discard_some, Drained, Io, Outbound};
 use crate::presence::cluster::{node_name, Duties};
@@ -240,7 +241,8 @@ impl Hub {
                     Timeout::NotYet => true,
                     Timeout::Close => false,
                     Timeout::Request => {
-                        self.respond_closing(&mut conn.out, Response::text(408, "request timeout"));
+                        let json = h.wants_json(&self.settings.limits);
+                        self.respond_closing(&mut conn.out, Response::error(408, "request timeout", json));
                         self.linger(conn, now)
                     }
                 }
@@ -283,6 +285,15 @@ impl Hub {
                 if close.code == close::SLOW_CONSUMER {
                     self.metrics.slow_consumer_drops.add(t, 1);
                     info!("closing slow consumer {} ({})", conn.peer, t.label());
+                } else if close.code == close::TOO_BIG {
+                    refusal!(
+                        Refusal::Limit,
+                        "closing {} ({}) with 1009: {} (--max-message-bytes {})",
+                        conn.peer,
+                        t.label(),
+                        close.reason(),
+                        self.settings.cfg.max_message_bytes
+                    );
                 } else {
                     debug!(
                         "closing {} ({}) with {} {}",

@@ -144,8 +144,22 @@ fn answer_round(hub: &mut Hub, conns: &mut Slab<Conn>, id: usize, conn: &mut Con
         match http.next_request(&hub.settings.limits) {
             Ok(Next::Incomplete) => break,
             Err(e) => {
-                debug!("bad request from {}: {}", conn.peer, e.reason());
-                hub.answer(&mut out, Response::text(e.status(), e.reason()), Style::CLOSING);
+                if e.status() == 413 {
+                    refusal!(
+                        Refused_::Limit,
+                        "request from {} refused (413): body over --max-body-bytes {}",
+                        conn.peer,
+                        hub.cfg().max_body_bytes
+                    );
+                } else {
+                    debug!("bad request from {}: {}", conn.peer, e.reason());
+                }
+                let json = http.wants_json(&hub.settings.limits);
+                hub.answer(
+                    &mut out,
+                    Response::error(e.status(), e.reason(), json),
+                    Style::CLOSING,
+                );
                 http.close_after = true;
                 break;
             }
@@ -325,7 +339,16 @@ fn handle(
         Route::Push(endpoint) => match push::parse(endpoint, body) {
             Err(reason) => Response::error(400, &format!("request data illegal: {reason}"), json),
             Ok(req) => match delivery::submit(hub, conns, req, Asker::Http { id, serial, style }, now) {
-                Some(resp) => resp,
+                Some(resp) => {
+                    if resp.status == 413 {
+                        refusal!(
+                            Refused_::Limit,
+                            "push from {peer} refused (413): message larger than --max-backlog-bytes {}",
+                            hub.cfg().max_backlog_bytes
+                        );
+                    }
+                    resp
+                }
                 None => return Outcome::Parked,
             },
         },

@@ -183,6 +183,16 @@ impl HttpConn {
         }
     }
 
+    /// Whether the request being received asked for JSON answers, as far
+    /// as it is known: for a refusal (413, 408, a framing error) that
+    /// comes before the request could be handled.
+    pub fn wants_json(&self, limits: &Limits) -> bool {
+        match self.pending_head() {
+            Some(head) => head.accepts_json(),
+            None => super::request::raw_accepts_json(self.input(), limits),
+        }
+    }
+
     /// Most unconsumed input worth holding now: the body still expected by
     /// length, plus one more head. Anything larger is refused by the
     /// parser before it could be needed (431), and a chunked body is decoded

@@ -113,6 +113,36 @@ impl Head {
             .flat_map(list_elements)
             .any(|t| t.eq_ignore_ascii_case(token))
     }
+
+    /// `Accept` names `application/json` (SPEC §2: every answer is JSON then).
+    pub fn accepts_json(&self) -> bool {
+        self.values("Accept").any(names_json)
+    }
+}
+
+fn names_json(accept: &str) -> bool {
+    const JSON: &[u8] = b"application/json";
+    accept
+        .as_bytes()
+        .windows(JSON.len())
+        .any(|w| w.eq_ignore_ascii_case(JSON))
+}
+
+/// Whether a request refused before it became a `Head` (a body over the
+/// limit by its `Content-Length`, a bad framing header) asked for JSON:
+/// its header section is complete and well-formed, only its meaning was
+/// refused, so the client still gets the form it asked for. Anything that
+/// does not even parse gets plain text.
+pub fn raw_accepts_json(buf: &[u8], limits: &Limits) -> bool {
+    let window = &buf[..buf.len().min(limits.max_head_bytes)];
+    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut req = httparse::Request::new(&mut headers);
+    matches!(req.parse(window), Ok(httparse::Status::Complete(_)))
+        && req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("Accept"))
+            .any(|h| std::str::from_utf8(h.value).is_ok_and(names_json))
 }
 
 /// Why a request was rejected. Each variant maps to one response status; after

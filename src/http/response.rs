@@ -114,16 +114,11 @@ pub struct Style {
 
 impl Style {
     pub fn of(head: &Head) -> Style {
-        const JSON: &[u8] = b"application/json";
         Style {
             keep_alive: head.keep_alive,
             http10: head.version == Version::Http10,
             head_only: head.method == "HEAD",
-            json: head.header("Accept").is_some_and(|a| {
-                a.as_bytes()
-                    .windows(JSON.len())
-                    .any(|w| w.eq_ignore_ascii_case(JSON))
-            }),
+            json: head.accepts_json(),
         }
     }
 
@@ -204,10 +199,9 @@ impl Response {
     /// with JSON `{"error": ..., "code": C}`.
     pub fn refusal(status: u16, text: &str, code: u16, json: bool) -> Response {
         let r = if json {
-            Response::json(
-                status,
-                serde_json::json!({ "error": text, "code": code }).to_string(),
-            )
+            // Keys in SPEC §7's order (`json!` would sort them).
+            let text = serde_json::to_string(text).unwrap_or_default();
+            Response::json(status, format!(r#"{{"error":{text},"code":{code}}}"#))
         } else {
             Response::text(status, text)
         };
@@ -373,7 +367,7 @@ mod tests {
             r#"{"published":true,"nodes":2}"#
         );
         let r = Response::refusal(401, "unknown token", 4401, true);
-        assert_eq!(r.body, r#"{"code":4401,"error":"unknown token"}"#);
+        assert_eq!(r.body, r#"{"error":"unknown token","code":4401}"#);
         assert!(r.headers.contains(&("Wspush-Code", "4401".into())));
         assert_eq!(Response::refusal(400, "no event", 4400, false).body, "no event");
     }

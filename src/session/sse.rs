@@ -125,6 +125,10 @@ impl SseSession {
         self.phase = Phase::Closing {
             until: now + t.close_grace,
         };
+        // Written at once (the usual case): the client's end of stream now,
+        // not when the grace runs out — on HTTP/1.0 that FIN is what ends
+        // the response. Else on the write that empties the queue.
+        self.finish(out);
     }
 
     /// Once a closed stream's last bytes are written, shuts our side (the
@@ -374,8 +378,8 @@ mod tests {
         let mut out = Outbound::new(MemIo::default(), 1 << 20);
         let mut s = SseSession::new(true, false, &t, t0);
         s.close(&mut out, &Close::new(close::DROPPED), t0, &t);
-        assert!(out.flush_out().unwrap());
-        s.finish(&mut out);
+        // Shut at once, without waiting for another write turn.
+        assert!(out.io.shut, "our side is shut once the body ended");
         let data = r#"{"code":4000,"reason":"dropped"}"#;
         let block = format!("event: close\ndata: {data}\n\n");
         assert_eq!(text(&out), format!("{:x}\r\n{block}\r\n0\r\n\r\n", block.len()));

@@ -112,6 +112,49 @@ fn push_auth_failures_and_limits_are_logged() {
     );
 }
 
+/// "Over a limit" covers every limit a client can hit: a message over
+/// `--max-message-bytes` (1009), `--max-events` (4429), a body over
+/// `--max-body-bytes` and a message over `--max-backlog-bytes` (413), and
+/// a register whose token maps to another user (4403).
+#[test]
+fn every_limit_refusal_is_logged() {
+    let s = Piped::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--max-message-bytes",
+        "100",
+        "--max-events",
+        "1",
+        "--max-body-bytes",
+        "3000",
+        "--max-backlog-bytes",
+        "1024",
+    ]);
+    let mut big = ws_connect(s.addr, "/ws");
+    send_text(&mut big, &"x".repeat(200));
+    assert_eq!(expect_close(&mut big), 1009);
+    let mut two = connect_registered(s.addr, "u", "e1");
+    send_text(&mut two, r#"{"token":"v","event":"e1"}"#);
+    assert_eq!(expect_close(&mut two), 4403);
+    let mut many = connect_registered(s.addr, "u", "e1");
+    send_text(&mut many, r#"{"token":"u","event":"e2"}"#);
+    assert_eq!(expect_close(&mut many), 4429);
+    let r = post(s.addr, "/push", &"y".repeat(4000));
+    assert_eq!(r.status, 413);
+    let r = push(s.addr, "u", "e1", &"z".repeat(2000));
+    assert_eq!(r.status, 413);
+    let log = s.finish();
+    for needles in [
+        &["127.0.0.1:", "1009", "--max-message-bytes 100"][..],
+        &["127.0.0.1:", "4403", "another user"],
+        &["127.0.0.1:", "4429", "--max-events 1"],
+        &["127.0.0.1:", "413", "--max-body-bytes 3000"],
+        &["127.0.0.1:", "413", "--max-backlog-bytes 1024"],
+    ] {
+        assert_eq!(lines_with(&log, needles).len(), 1, "{needles:?} in {log}");
+    }
+}
+
 #[test]
 fn loopback_only_refusals_are_logged() {
     let s = Piped::start(&["--listen", "127.0.0.1:0"]);

@@ -254,6 +254,70 @@ fn illegal_push_bodies_with_accept_json_get_json_errors() {
     still_serves(a, &mut ws, "after JSON errors");
 }
 
+/// SPEC §2: "with `Accept: application/json` every response is JSON",
+/// refusals that close the connection included: a body over the limit (by
+/// its Content-Length, or as chunks arrive), bad framing, a request that
+/// does not finish arriving. A head that does not parse gets plain text.
+#[test]
+fn closing_refusals_are_json_too_when_asked() {
+    let server = start_with(|b| {
+        b.configure(|c| {
+            c.max_body_bytes = 64;
+            c.request_timeout = std::time::Duration::from_millis(300);
+        })
+    });
+    let a = server.addr;
+    let big = "x".repeat(100);
+    let cases = [
+        (
+            format!("POST /push HTTP/1.1\r\nHost: {a}\r\nAccept: application/json\r\nContent-Length: 100\r\n\r\n{big}"),
+            413,
+            "request body too large",
+        ),
+        (
+            format!("POST /push HTTP/1.1\r\nHost: {a}\r\nAccept: application/json\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n{big}\r\n0\r\n\r\n"),
+            413,
+            "request body too large",
+        ),
+        (
+            format!("POST /push HTTP/1.1\r\nHost: {a}\r\nAccept: application/json\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            400,
+            "",
+        ),
+        (
+            format!("POST /push HTTP/1.1\r\nHost: {a}\r\nAccept: application/json\r\nContent-Length: 10\r\n\r\nabc"),
+            408,
+            "request timeout",
+        ),
+    ];
+    for (raw, status, error) in cases {
+        let r = raw_request(a, raw.as_bytes());
+        assert_eq!(r.status, status, "{raw:?}: {r:?}");
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("application/json"),
+            "{raw:?}: {r:?}"
+        );
+        let v: Value = serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {r:?}"));
+        let text = v["error"].as_str().expect("an error string");
+        assert!(
+            !text.is_empty() && (error.is_empty() || text == error),
+            "{raw:?}: {v}"
+        );
+    }
+    // The same without Accept: text.
+    let raw = format!("POST /push HTTP/1.1\r\nHost: {a}\r\nContent-Length: 100\r\n\r\n{big}");
+    let r = raw_request(a, raw.as_bytes());
+    assert_eq!((r.status, r.body.as_str()), (413, "request body too large"));
+    let r = raw_request(a, b"GARBAGE\r\nAccept: application/json\r\n\r\n");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.header("Content-Type")
+            .is_some_and(|t| t.starts_with("text/plain")),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn accept_json_success_bodies() {
     let (server, mut ws) = setup();

@@ -465,8 +465,16 @@ fn an_http10_stream_is_close_delimited() {
     push(a, "alice", "news", "plain");
     assert_eq!(s.next_event().data, "plain");
     post(a, "/drop", r#"{"userId":"alice"}"#);
+    let dropped = std::time::Instant::now();
     assert_eq!(s.next_event().event, "close");
     s.expect_end();
+    // The FIN that ends a close-delimited response comes with the last
+    // event, not after the close grace (2 s) a WebSocket gets.
+    assert!(
+        dropped.elapsed() < std::time::Duration::from_millis(1500),
+        "{:?}",
+        dropped.elapsed()
+    );
 }
 
 #[test]
