@@ -10,6 +10,7 @@
 //! SIGHUP re-checks (see `clients.rs`). Pushes never consult any of this:
 //! a connection is only ever subscribed to events its token permitted.
 
+use crate::auth::patterns::Patterns;
 use crate::auth::Grant;
 use crate::close::{self, Close};
 use crate::conn::{Conn, Peer, State};
@@ -63,9 +64,13 @@ fn user_full(hub: &Hub, user: &str) -> bool {
 /// unsubscribed. The expiry is the caller's (the session's) to set.
 pub(crate) fn took(hub: &mut Hub, id: usize, grant: &Grant) {
     hub.clients.hold(id, grant.print);
-    let Some(patterns) = &grant.events else {
-        return;
-    };
+    if let Some(patterns) = &grant.events {
+        narrow(hub, id, patterns);
+    }
+}
+
+/// Unsubscribes connection `id` from the events `patterns` do not permit.
+fn narrow(hub: &mut Hub, id: usize, patterns: &Patterns) {
     let gone: Vec<String> = hub
         .binder
         .events_of(id)
@@ -181,20 +186,27 @@ pub(crate) fn ip_refusal(hub: &Hub, peer: Peer, what: &str, json: bool) -> Optio
 /// the old state whole when a file is bad) and ends, with 4401 `token
 /// revoked`, every connection whose token no longer maps to its user: a
 /// token-file line removed or remapped, a JWT whose secret was removed.
+/// A token-file line that now permits fewer events takes effect at once,
+/// as a `refresh` would: the events it no longer permits are unsubscribed.
 pub(crate) fn reload(hub: &mut Hub, conns: &mut Slab<Conn>, now: Instant) {
     let Some(still) = hub.hooks.auth.reload() else {
         return;
     };
-    let revoked: Vec<usize> = hub
-        .clients
-        .prints()
-        .filter(|(id, print)| {
-            hub.binder
-                .user_of(*id)
-                .is_some_and(|user| !still.keeps(*print, user))
-        })
-        .map(|(id, _)| id)
-        .collect();
+    let mut revoked = Vec::new();
+    let mut narrowed = Vec::new();
+    for (id, print) in hub.clients.prints() {
+        let Some(user) = hub.binder.user_of(id) else {
+            continue;
+        };
+        if !still.keeps(print, user) {
+            revoked.push(id);
+        } else if let Some(patterns) = still.permits(print) {
+            narrowed.push((id, patterns.clone()));
+        }
+    }
+    for (id, patterns) in narrowed {
+        narrow(hub, id, &patterns);
+    }
     let why = Close::because(close::TOKEN_REJECTED, close::TOKEN_REVOKED);
     let mut n = 0;
     for id in revoked {

@@ -287,8 +287,9 @@ impl Grant {
 /// match for its token to be good.
 #[derive(Debug)]
 pub enum Still {
-    /// Token file: fingerprint → user of every token listed now.
-    Tokens(HashMap<NonZeroU64, String>),
+    /// Token file: fingerprint → user and permitted events of every token
+    /// listed now.
+    Tokens(HashMap<NonZeroU64, (String, Option<Arc<Patterns>>)>),
     /// JWT: the fingerprints of every secret that verifies now.
     Secrets(HashSet<NonZeroU64>),
 }
@@ -298,8 +299,17 @@ impl Still {
     /// keeps its token.
     pub fn keeps(&self, print: NonZeroU64, user: &str) -> bool {
         match self {
-            Still::Tokens(t) => t.get(&print).is_some_and(|u| u == user),
+            Still::Tokens(t) => t.get(&print).is_some_and(|(u, _)| u == user),
             Still::Secrets(s) => s.contains(&print),
+        }
+    }
+
+    /// The events a kept token permits now, when the reload can change
+    /// them (a token file's third column; a JWT carries its own).
+    pub fn permits(&self, print: NonZeroU64) -> Option<&Arc<Patterns>> {
+        match self {
+            Still::Tokens(t) => t.get(&print).and_then(|(_, events)| events.as_ref()),
+            Still::Secrets(_) => None,
         }
     }
 }
@@ -369,7 +379,10 @@ impl ConnAuth {
                     let still = t
                         .table
                         .iter()
-                        .map(|(token, line)| (fingerprint(t.keys.hash_one(token)), line.user.clone()))
+                        .map(|(token, line)| {
+                            let print = fingerprint(t.keys.hash_one(token));
+                            (print, (line.user.clone(), line.events.clone()))
+                        })
                         .collect();
                     Some(Still::Tokens(still))
                 }

@@ -49,6 +49,30 @@ fn a_removed_or_remapped_token_file_line_closes_its_connections() {
     reaches(s.addr, "alice", "e", "x", 0);
 }
 
+/// A line whose third column now permits fewer events keeps its
+/// connections, unsubscribed from what it no longer permits — as a
+/// `refresh` with such a token would.
+#[test]
+fn a_narrowed_token_file_line_unsubscribes_what_it_no_longer_permits() {
+    let file = TempFile::new("narrow", "t-dave dave chat:*,news\n");
+    let s = LoggedBin::start(&["--auth-tokens", file.path()]);
+    let mut ws = connect_registered(s.addr, "t-dave", "chat:1");
+    register(&mut ws, "t-dave", "news");
+    let mut sse = sse_open(s.addr, "event=chat:2&event=news&token=t-dave", "").expect("a stream");
+    reaches(s.addr, "dave", "chat:1", "before", 1);
+    assert_eq!(read_text(&mut ws), "before");
+    file.write("t-dave dave news\n");
+    s.hup();
+    s.line_with(&["reloaded 1 tokens"]);
+    // chat:* is gone from both transports; news stays.
+    reaches(s.addr, "dave", "chat:1", "gone", 0);
+    reaches(s.addr, "dave", "chat:2", "gone", 0);
+    reaches(s.addr, "dave", "news", "kept", 2);
+    assert_eq!(read_text(&mut ws), "kept");
+    let e = sse.next_event();
+    assert_eq!((e.event.as_str(), e.data.as_str()), ("news", "kept"));
+}
+
 #[test]
 fn a_bad_file_on_reload_keeps_the_old_table_whole_and_revokes_nobody() {
     let file = TempFile::new("bad", "t1 alice\nt2 bob\n");
