@@ -78,11 +78,16 @@ impl Response {
         push_decimal(out, usize::from(self.status));
         out.push(b' ');
         out.extend_from_slice(reason.as_bytes());
-        out.extend_from_slice(b"\r\nContent-Type: ");
-        out.extend_from_slice(self.content_type.as_bytes());
-        out.extend_from_slice(b"\r\nContent-Length: ");
-        push_decimal(out, self.body.len());
         out.extend_from_slice(b"\r\n");
+        // A 304 has no body, and a Content-Length on it would have to be
+        // the 200's (RFC 9110 §8.6): it carries neither header.
+        if self.status != 304 {
+            out.extend_from_slice(b"Content-Type: ");
+            out.extend_from_slice(self.content_type.as_bytes());
+            out.extend_from_slice(b"\r\nContent-Length: ");
+            push_decimal(out, self.body.len());
+            out.extend_from_slice(b"\r\n");
+        }
         for (name, value) in &self.headers {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");

@@ -46,6 +46,7 @@ fn client_and_demo_are_served_with_types_and_etags() {
         let again = get_with(server.addr, "GET", path, &format!("If-None-Match: {etag}\r\n"));
         assert_eq!((again.status, again.body.as_str()), (304, ""), "{path}");
         assert_eq!(again.header("ETag"), Some(etag.as_str()));
+        assert_eq!(again.header("Content-Length"), None, "{path}: no length on a 304");
         let stale = get_with(server.addr, "GET", path, "If-None-Match: \"stale\"\r\n");
         assert_eq!(stale.status, 200);
 
