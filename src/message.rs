@@ -205,4 +205,102 @@ mod tests {
         assert_eq!(lib.text(), r#"[1,"b"]"#);
         assert_eq!(Message::from_value(Value::from("hi")).text(), "hi");
     }
+
+    /// Random JSON texts with random whitespace between tokens (a fixed
+    /// seed, so a failure repeats): the compact text equals the same
+    /// value written with no whitespace at all, and parses to the same
+    /// value as the original.
+    #[test]
+    fn compaction_keeps_the_value_and_only_drops_whitespace() {
+        struct Rng(u64);
+        impl Rng {
+            fn below(&mut self, n: u64) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0 % n
+            }
+            fn pick<'a>(&mut self, of: &[&'a str]) -> &'a str {
+                of[self.below(of.len() as u64) as usize]
+            }
+        }
+        struct Out {
+            spaced: String,
+            tight: String,
+        }
+        impl Out {
+            fn both(&mut self, t: &str) {
+                self.spaced.push_str(t);
+                self.tight.push_str(t);
+            }
+            fn ws(&mut self, r: &mut Rng) {
+                for _ in 0..r.below(3) {
+                    self.spaced.push_str(r.pick(&[" ", "\t", "\n", "\r"]));
+                }
+            }
+        }
+        const ATOMS: &[&str] = &[
+            "true",
+            "false",
+            "null",
+            "-0",
+            "1e2",
+            "0.1000",
+            "123456789012345678901234",
+            r#""a b""#,
+            r#"" \" \\ ""#,
+            r#""\u00e9\n""#,
+            "\"\u{1f600} \\t\"",
+            r#""""#,
+            "7",
+        ];
+        fn value(r: &mut Rng, o: &mut Out, depth: u32) {
+            o.ws(r);
+            match if depth > 3 { 0 } else { r.below(3) } {
+                0 => o.both(r.pick(ATOMS)),
+                1 => {
+                    o.both("[");
+                    for i in 0..r.below(4) {
+                        if i > 0 {
+                            o.ws(r);
+                            o.both(",");
+                        }
+                        value(r, o, depth + 1);
+                    }
+                    o.ws(r);
+                    o.both("]");
+                }
+                _ => {
+                    o.both("{");
+                    for i in 0..r.below(4) {
+                        if i > 0 {
+                            o.ws(r);
+                            o.both(",");
+                        }
+                        o.ws(r);
+                        o.both(&format!("\"k {i}\""));
+                        o.ws(r);
+                        o.both(":");
+                        value(r, o, depth + 1);
+                    }
+                    o.ws(r);
+                    o.both("}");
+                }
+            }
+            o.ws(r);
+        }
+        let mut r = Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..2000 {
+            let mut o = Out {
+                spaced: String::new(),
+                tight: String::new(),
+            };
+            value(&mut r, &mut o, 0);
+            let compacted = compact(&o.spaced).unwrap_or_else(|| o.spaced.clone());
+            assert_eq!(compacted, o.tight, "from {:?}", o.spaced);
+            let a: Value = serde_json::from_str(&o.spaced).unwrap();
+            let b: Value = serde_json::from_str(&compacted).unwrap();
+            assert_eq!(a, b, "{:?}", o.spaced);
+        }
+    }
 }
