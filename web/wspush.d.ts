@@ -46,7 +46,8 @@ export interface CloseInfo {
 }
 
 /** Passed to onAuthError: the close code (4401 token rejected, 4403 token of
- * another user) and the server's reason. */
+ * another user) and the server's reason. A 4403 "event not allowed" is no
+ * auth error: it rejects that subscribe() only. */
 export interface AuthError {
   code: number;
   reason: string;
@@ -75,7 +76,8 @@ export interface Options {
    * connection attempt (the token-refresh hook); it may return a Promise.
    * When a function returns a JWT with `exp`, the client also renews it
    * before it expires: at 80 % of its life (`exp - iat`) or 30 s before
-   * `exp`, whichever comes first, but not before half of it — by sending
+   * `exp`, whichever comes first, but not before half of it, counted from
+   * `iat` (at once if that moment has passed) — by sending
    * `{"type": "refresh", "token": T}` on the open WebSocket, or by opening
    * a new SSE stream with the new token. */
   token?: string | (() => string | Promise<string>);

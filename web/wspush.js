@@ -70,12 +70,13 @@
       subscribe: function (event, handler) {
         return new Promise(function (resolve, reject) {
           if (st == "closed") return reject(failure(1000, "client closed"));
-          var s = subs.get(event);
+          var s = subs.get(event),
+            had = s && live;
           if (s) s.h = handler;
           else subs.set(event, (s = { h: handler, w: [] }));
           s.w.push([resolve, reject]);
           if (sse) reopen();
-          else if (live) register(s, event);
+          else if (live) register(s, event, had);
           else if (parked) start();
         });
       },
@@ -116,10 +117,11 @@
       ws.send(JSON.stringify(cmd));
     }
 
-    function register(s, event) {
+    // again: registered on this socket already; nothing to resume.
+    function register(s, event, again) {
       var w = s.w;
       s.w = [];
-      send({ token: token, event: event, since: s.c }, event, w, false);
+      send({ token: token, event: event, since: again === true ? undefined : s.c }, event, w, false);
     }
 
     function query() {
@@ -193,8 +195,9 @@
               if (s == ws) closed(e.code, e.reason);
             };
           }
-          s.onopen = function () {
-            if (s != ws) return;
+          // A push on an event named "open" or "error" has data.
+          s.onopen = function (e) {
+            if (s != ws || (e && e.data != null)) return;
             if (sse) {
               retried = false;
               flush();
@@ -206,8 +209,8 @@
           };
           // Means 1006: don't wait for a close event (Node may send none);
           // stop an EventSource reconnecting by itself.
-          s.onerror = function () {
-            if (s != ws) return;
+          s.onerror = function (e) {
+            if (s != ws || (e && e.data != null)) return;
             closed(1006, "connection failed");
             try {
               s.close();
@@ -275,7 +278,7 @@
         return;
       }
       if (wasOpen && now() - openedAt >= 10000) fails = 0;
-      if (!wasOpen) early++;
+      if (!wasOpen && code) early++; // 0: the token function failed
       var info = { code: code, reason: reason },
         sw = auto && early == 3 && !sse && ES;
       if (sw) {
@@ -297,8 +300,12 @@
       if (typeof o.token == "function")
         try {
           var p = JSON.parse(atob(v.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))),
-            l = p.exp - (p.iat || now() / 1000);
-          if (l > 0) rt = setT(refresh, 1000 * Math.max(Math.min(0.8 * l, l - 30), l / 2));
+            n = now() / 1000,
+            i = p.iat || n,
+            l = p.exp - i,
+            d = 1000 * (i + Math.max(Math.min(0.8 * l, l - 30), l / 2) - n);
+          // Timers overflow past 2^31 ms.
+          if (l > 0) rt = d > 2e9 ? setT(function () { sched(v); }, 2e9) : setT(refresh, Math.max(0, d));
         } catch (x) {}
     }
 
@@ -307,9 +314,14 @@
       if (live)
         sse
           ? start()
-          : Promise.resolve(o.token()).then(function (v) {
-              if (s == ws && live) send({ type: "refresh", token: v }, 0, [], sched((token = v)));
-            });
+          : new Promise(function (r) {
+              r(o.token());
+            }).then(
+              function (v) {
+                if (s == ws && live) send({ type: "refresh", token: v }, 0, [], sched((token = v)));
+              },
+              function () {}, // the old token serves until exp
+            );
     }
 
     function message(data) {
@@ -329,7 +341,8 @@
         var err = failure(m.code, m.error);
         settle(p.w, err);
         if (p.u) return;
-        if (m.code == 4401 || m.code == 4403) return authFailed(m.code, m.error);
+        // "event not allowed" refuses this event only.
+        if (m.code == 4401 || (m.code == 4403 && m.error != "event not allowed")) return authFailed(m.code, m.error);
         var s = subs.get(p.e);
         if (s) {
           subs.delete(p.e);

@@ -1292,9 +1292,10 @@ test("refresh timing: 80 % of the life, or 30 s before exp if sooner, never befo
 });
 
 test("a WebSocket refreshes again and again on the same socket; later subscribes use the new token", async () => {
-  const { c, clock, last, sockets, states, m } = await refreshing(3);
+  // A 4 s life refreshes at half of it, 2 s after each iat (whole seconds).
+  const { c, clock, last, sockets, states, m } = await refreshing(4);
   for (let i = 1; i <= 3; i++) {
-    await clock.advance(1500);
+    await clock.advance(2000);
     const cmd = last().sent.pop();
     assert.deepEqual(cmd, { type: "refresh", token: m.tokens[i], id: i + 1 }, `refresh ${i}`);
     last().reply(cmd);
@@ -1434,4 +1435,136 @@ test("resume, sse: the reopened stream carries since= the last cursor; a gap eve
   await settle();
   assert.deepEqual(t.lastES().events, ["a", "gap", "b"]);
   assert.equal(new URL(t.lastES().url).searchParams.get("since"), "e-7");
+});
+
+// --- fixes from an audit against SPEC §6-§9 --------------------------------
+
+test('a 4403 "event not allowed" reply refuses that event only: no auth failure, no new token, no reconnect', async () => {
+  let asked = 0;
+  const errors = [];
+  const t = setup({ token: () => (asked++, "tok"), onAuthError: (e) => errors.push(e) });
+  await settle();
+  t.last().open();
+  const got = [];
+  const ok = watch(t.c.subscribe("chat:1", (m) => got.push(m)));
+  const no = watch(t.c.subscribe("admin", (m) => got.push(m)));
+  const [ra, rb] = t.last().sent.splice(0);
+  t.last().reply(ra);
+  t.last().reply(rb, false, 4403, "event not allowed");
+  await settle();
+  assert.equal(ok.v, "ok");
+  assert.equal(no.v.code, 4403);
+  assert.equal(no.v.message, "event not allowed");
+  assert.equal(t.c.state, "open");
+  assert.deepEqual(errors, []);
+  assert.equal(asked, 1, "the token function is not asked again");
+  assert.equal(t.sockets.length, 1, "the socket stays");
+  assert.equal(t.last().closedWith, null);
+  t.last().recv({ event: "chat:1", message: "still here" });
+  assert.deepEqual(got, ["still here"]);
+  // Another user's token is still an auth failure.
+  const other = watch(t.c.subscribe("x", () => {}));
+  t.last().reply(t.last().sent.pop(), false, 4403, "token belongs to another user");
+  await settle();
+  assert.equal(other.v.code, 4403);
+  assert.equal(asked, 2, "a fresh token, once");
+});
+
+test("refresh timing counts from iat: a token handed out late is refreshed on time, or at once when past due", async () => {
+  const clock = fakeClock();
+  await clock.advance(1_000_000_000); // 1e6 s
+  const n = 1_000_000;
+  const tokens = [
+    jwt({ sub: "u", iat: n - 200, exp: n + 100 }), // 300 s life, due at iat + 240 s: in 40 s
+    jwt({ sub: "u", iat: n - 290, exp: n + 10 }), // due 20 s ago: at once
+    jwt({ sub: "u", iat: n, exp: n + 60 * 86400 }), // 60 days: beyond a timer's range
+  ];
+  for (const [token, ms] of [
+    [tokens[0], 40000],
+    [tokens[1], 0],
+    [tokens[2], 2e9],
+  ]) {
+    const { c, last } = setup({ token: () => token, _setTimeout: clock.setTimeout, _clearTimeout: clock.clearTimeout, _now: clock.now });
+    watch(c.subscribe("e", () => {}));
+    await settle();
+    last().open();
+    assert.deepEqual(clock.pending().map((x) => x.ms), [ms], token);
+    c.close();
+  }
+});
+
+test("subscribing again on the open socket sends no since: nothing can be missing, and no false gap", async () => {
+  const gaps = [];
+  const t = setup({ onGap: (e) => gaps.push(e) });
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  t.last().open();
+  t.last().replyAll();
+  t.last().recv({ event: "a", message: "1", cursor: "e-1" });
+  watch(t.c.subscribe("a", () => {}));
+  assert.deepEqual(t.last().sent.map((x) => [x.event, x.since]), [["a", undefined]]);
+  // After a reconnect the cursor is sent, as before.
+  t.last().serverClose(4000);
+  await t.clock.advance(500);
+  t.last().open();
+  assert.deepEqual(t.last().sent.map((x) => [x.event, x.since]), [["a", "e-1"]]);
+  assert.deepEqual(gaps, []);
+});
+
+test("auto: a token function that fails is no failed WebSocket open: it never switches to SSE", async () => {
+  const t = setup({ token: () => Promise.reject(new Error("token service down")) }, "wss://h/ws", true);
+  t.c.subscribe("a", () => {}).catch(() => {});
+  await settle();
+  for (let i = 0; i < 5; i++) await t.clock.advance(t.clock.pending()[0].ms);
+  assert.equal(t.sockets.length, 0);
+  assert.equal(t.streams.length, 0);
+  assert.equal(t.c.transport, "websocket");
+});
+
+test('sse: a push on an event named "error" or "open" is a push, not the stream failing or opening', async () => {
+  const t = setupSse();
+  const got = [];
+  t.c.subscribe("error", (m, e) => got.push([m, e])).catch(() => {});
+  t.c.subscribe("open", (m, e) => got.push([m, e])).catch(() => {});
+  await settle();
+  t.lastES().open();
+  await settle();
+  // A browser hands a named event to onerror/onopen too: it is a MessageEvent, with data.
+  for (const name of ["error", "open"]) {
+    const data = JSON.stringify({ event: name, message: "m-" + name });
+    t.lastES().emit(name, data);
+    t.lastES()["on" + name]({ type: name, data });
+  }
+  assert.deepEqual(got, [
+    ["m-error", "error"],
+    ["m-open", "open"],
+  ]);
+  assert.equal(t.c.state, "open");
+  assert.equal(t.streams.length, 1);
+  assert.equal(t.lastES().closed, false);
+});
+
+test("a token function failing at refresh time keeps the connection: no unhandled rejection", async () => {
+  const clock = fakeClock();
+  const m = minter(clock, 100);
+  let fail = false;
+  const token = () => (fail ? Promise.reject(new Error("down")) : m.fn());
+  const unhandled = [];
+  const onUnhandled = (e) => unhandled.push(e);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    const t = setup({ token, _setTimeout: clock.setTimeout, _clearTimeout: clock.clearTimeout, _now: clock.now });
+    watch(t.c.subscribe("e", () => {}));
+    await settle();
+    t.last().open();
+    t.last().replyAll();
+    fail = true;
+    await clock.advance(70000);
+    await settle();
+    assert.deepEqual(t.last().sent, [], "no refresh sent");
+    assert.equal(t.c.state, "open");
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
 });
