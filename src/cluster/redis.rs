@@ -125,6 +125,8 @@ enum Expect<W> {
     SetEpoch,
     /// History mode: `GET <epoch key>`.
     Epoch,
+    /// History mode: `XREVRANGE <stream> + - COUNT 1`, the newest entry.
+    Anchor,
     /// History mode: a catch-up's `XRANGE`, by number.
     Range(u64),
 }
@@ -477,6 +479,13 @@ impl<W> Redis<W> {
                     s.expect_reply(Expect::SetEpoch, now);
                     resp::encode_command(&mut s.outbuf, &[b"GET", &h.epoch_key]);
                     s.expect_reply(Expect::Epoch, now);
+                    // Where a node that has applied nothing starts from
+                    // (see stream.rs, "A node that has applied nothing yet").
+                    resp::encode_command(
+                        &mut s.outbuf,
+                        &[b"XREVRANGE", &h.stream_key, b"+", b"-", b"COUNT", b"1"],
+                    );
+                    s.expect_reply(Expect::Anchor, now);
                 }
                 resp::encode_command(&mut s.outbuf, &[b"PING"]);
                 s.expect_reply(Expect::Pong { handshake: true }, now);
@@ -814,6 +823,10 @@ impl<W> Session<W> {
             (Expect::SetEpoch, Value::Simple(_) | Value::Bulk(None)) => {}
             (Expect::Epoch, Value::Bulk(Some(e))) => {
                 events.push(Event::Epoch(String::from_utf8_lossy(e).into_owned()));
+            }
+            (Expect::Anchor, Value::Array(Some(_))) => {
+                let newest = stream::parse_range(&value)?.first().map(|(pos, _)| *pos);
+                events.push(Event::Anchor(newest));
             }
             (Expect::Range(n), Value::Array(Some(_))) => {
                 events.push(Event::Range(*n, stream::parse_range(&value)?));

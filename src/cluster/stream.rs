@@ -34,6 +34,16 @@
 //! one means a new stream. Either way the node cannot know what it
 //! missed: `Got::Lost` (the caller forgets its history, so no earlier
 //! cursor is resumed from, and tells its clients).
+//!
+//! # A node that has applied nothing yet
+//!
+//! Catching up needs a place to start. A node that has applied no record
+//! (just started, or its stream was lost) takes the stream's newest entry
+//! when its publishing link logs in (`XREVRANGE … COUNT 1`, the anchor;
+//! the start of the stream if it is empty), so a cut right after it
+//! started is caught up like any other. Channel messages that come before
+//! the anchor are held and applied with it: they came after the
+//! subscription, so they are wanted even if the anchor is newer.
 
 use super::resp::Value;
 use crate::history::Pos;
@@ -66,6 +76,9 @@ pub(crate) enum Event {
     Range(u64, Vec<(Pos, Vec<u8>)>),
     /// That `XRANGE` was lost with the publishing link: ask again.
     RangeLost(u64),
+    /// The stream's newest entry at a login of the publishing link (`None`:
+    /// the stream is empty).
+    Anchor(Option<Pos>),
 }
 
 /// What the catch-up hands the node, in order.
@@ -98,6 +111,9 @@ pub(crate) struct Catchup {
     phase: Phase,
     /// The next reply is the first of a catch-up: it must start with `last`.
     first: bool,
+    /// `last` is the start of an empty stream (the anchor), no entry: the
+    /// first reply starts after it.
+    from_start: bool,
     buffer: VecDeque<(Pos, Vec<u8>)>,
     buffered: usize,
     overflow: bool,
@@ -116,6 +132,7 @@ impl Catchup {
             last: None,
             phase: Phase::Live,
             first: false,
+            from_start: false,
             buffer: VecDeque::new(),
             buffered: 0,
             overflow: false,
@@ -135,9 +152,7 @@ impl Catchup {
         self.range += 1;
         // Held messages are all in the stream by now (they arrived before
         // this is sent), so the reply covers them.
-        self.buffer.clear();
-        self.buffered = 0;
-        self.overflow = false;
+        self.clear_buffer();
         let cmd = vec![
             b"XRANGE".to_vec(),
             self.stream_key.clone(),
@@ -149,6 +164,12 @@ impl Catchup {
         Some((cmd, self.range))
     }
 
+    fn clear_buffer(&mut self) {
+        self.buffer.clear();
+        self.buffered = 0;
+        self.overflow = false;
+    }
+
     /// Whether a catch-up is under way or due.
     #[cfg(test)]
     pub(crate) fn catching_up(&self) -> bool {
@@ -158,16 +179,37 @@ impl Catchup {
     fn apply(&mut self, pos: Pos, record: Vec<u8>, out: &mut Vec<Got>) {
         if self.last.is_none_or(|last| pos > last) {
             self.last = Some(pos);
+            self.from_start = false;
             out.push(Got::Entry(pos, record));
         }
     }
 
     pub(crate) fn on_event(&mut self, event: Event, out: &mut Vec<Got>) {
         match event {
+            // Without a place to start, the XRANGE waits for the anchor
+            // (`range_due`), and channel messages are held meanwhile.
             Event::Subscribed => {
+                self.phase = Phase::NeedRange;
+                self.first = true;
+                self.clear_buffer();
+            }
+            Event::Anchor(anchor) => {
                 if self.last.is_some() {
-                    self.phase = Phase::NeedRange;
-                    self.first = true;
+                    return;
+                }
+                // Held messages came after the subscription: apply those
+                // the anchor already covers, in order; the XRANGE from it
+                // brings the rest.
+                let anchor_pos = anchor.unwrap_or(Pos::ZERO);
+                for (pos, record) in std::mem::take(&mut self.buffer) {
+                    if pos <= anchor_pos {
+                        self.apply(pos, record, out);
+                    }
+                }
+                self.buffered = 0;
+                if self.last.is_none_or(|last| anchor_pos > last) {
+                    self.last = Some(anchor_pos);
+                    self.from_start = anchor.is_none();
                 }
             }
             Event::Epoch(epoch) => {
@@ -185,10 +227,11 @@ impl Catchup {
             }
             Event::Message(pos, record) => match self.phase {
                 Phase::Live => self.apply(pos, record, out),
-                // The coming XRANGE covers it.
-                Phase::NeedRange => {}
+                // The coming XRANGE covers it, once there is a place to
+                // start it from; until then it is held (see `Anchor`).
+                Phase::NeedRange if self.last.is_some() => {}
                 Phase::Ranging if self.overflow => {}
-                Phase::Ranging => {
+                Phase::NeedRange | Phase::Ranging => {
                     self.buffered += record.len();
                     self.buffer.push_back((pos, record));
                     if self.buffered > MAX_BUFFERED {
@@ -207,7 +250,12 @@ impl Catchup {
                 if self.phase != Phase::Ranging || n != self.range {
                     return;
                 }
-                if std::mem::take(&mut self.first) && entries.first().map(|(p, _)| *p) != self.last {
+                // From the start of an empty stream: anything is new (it
+                // stays so until an entry is applied).
+                if std::mem::take(&mut self.first)
+                    && !self.from_start
+                    && entries.first().map(|(p, _)| *p) != self.last
+                {
                     out.push(Got::Lost);
                 }
                 let full = entries.len() >= RANGE_COUNT;
@@ -299,14 +347,21 @@ mod tests {
     fn live_messages_are_applied_once_in_order() {
         let mut c = Catchup::new("ch", 1000);
         assert_eq!(c.stream_key, b"ch:history");
+        assert_eq!(run(&mut c, Event::Anchor(None)), vec![], "an empty stream");
+        run(&mut c, Event::Subscribed);
+        let (cmd, n) = c.range_due().expect("an XRANGE from the start");
+        assert_eq!(cmd[2], b"0-0");
         assert_eq!(
-            run(&mut c, Event::Subscribed),
+            run(&mut c, Event::Range(n, vec![])),
             vec![],
-            "nothing to catch up on yet"
+            "no loss: it was empty"
         );
-        assert_eq!(c.range_due(), None);
+        // Cut before anything came: still from the start, still no loss.
+        run(&mut c, Event::Subscribed);
+        let (cmd, n) = c.range_due().unwrap();
+        assert_eq!(cmd[2], b"0-0");
         assert_eq!(
-            run(&mut c, Event::Message(p(1, 0), rec("a"))),
+            run(&mut c, Event::Range(n, vec![(p(1, 0), rec("a"))])),
             vec![Got::Entry(p(1, 0), rec("a"))]
         );
         assert_eq!(run(&mut c, Event::Message(p(1, 0), rec("a"))), vec![], "seen");
@@ -397,6 +452,58 @@ mod tests {
             1,
             "IDs start over"
         );
+    }
+
+    /// A node that has applied nothing yet still catches up after a cut:
+    /// the anchor (the stream's newest entry at login) is where it starts.
+    /// Messages held before the anchor came are applied with it.
+    #[test]
+    fn a_node_that_applied_nothing_catches_up_from_its_anchor() {
+        let mut c = Catchup::new("ch", 1000);
+        run(&mut c, Event::Anchor(Some(p(3, 0))));
+        run(&mut c, Event::Subscribed);
+        let (cmd, n) = c.range_due().unwrap();
+        assert_eq!(cmd[2], b"3-0");
+        assert_eq!(run(&mut c, Event::Range(n, vec![(p(3, 0), rec("old"))])), vec![]);
+        // Cut off before any push reached it; pushes go on meanwhile.
+        run(&mut c, Event::Subscribed);
+        let (cmd, n) = c.range_due().unwrap();
+        assert_eq!(cmd[2], b"3-0");
+        let got = run(
+            &mut c,
+            Event::Range(
+                n,
+                vec![(p(3, 0), rec("old")), (p(4, 0), rec("m1")), (p(5, 0), rec("m2"))],
+            ),
+        );
+        assert_eq!(
+            got,
+            vec![Got::Entry(p(4, 0), rec("m1")), Got::Entry(p(5, 0), rec("m2"))]
+        );
+
+        // Subscribed before the anchor came: messages are held, not lost;
+        // those the anchor covers are applied with it, the XRANGE brings
+        // the rest once.
+        let mut c = Catchup::new("ch", 1000);
+        run(&mut c, Event::Subscribed);
+        assert_eq!(c.range_due(), None, "no place to start yet");
+        assert_eq!(run(&mut c, Event::Message(p(7, 0), rec("early"))), vec![]);
+        assert_eq!(run(&mut c, Event::Message(p(9, 0), rec("later"))), vec![]);
+        assert_eq!(
+            run(&mut c, Event::Anchor(Some(p(8, 0)))),
+            vec![Got::Entry(p(7, 0), rec("early"))]
+        );
+        let (cmd, n) = c.range_due().unwrap();
+        assert_eq!(cmd[2], b"8-0");
+        let got = run(
+            &mut c,
+            Event::Range(n, vec![(p(8, 0), rec("x")), (p(9, 0), rec("later"))]),
+        );
+        assert_eq!(got, vec![Got::Entry(p(9, 0), rec("later"))]);
+        // A later login's anchor changes nothing once something is applied.
+        assert_eq!(run(&mut c, Event::Anchor(Some(p(20, 0)))), vec![]);
+        run(&mut c, Event::Subscribed);
+        assert_eq!(c.range_due().unwrap().0[2], b"9-0");
     }
 
     #[test]

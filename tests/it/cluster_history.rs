@@ -133,6 +133,45 @@ fn a_node_cut_off_from_redis_delivers_what_it_missed_in_order() {
     expect_silence(&mut on_b, Duration::from_millis(200));
 }
 
+/// The same for a node that has applied no push yet (just started, on a
+/// stream that already has entries, and on an empty one): it used to have
+/// no place to catch up from, and lost everything pushed while it was cut.
+#[test]
+fn a_node_that_applied_nothing_yet_catches_up_too() {
+    for prefill in [true, false] {
+        let redis = RedisServer::start();
+        let proxy = Proxy::start(redis.port);
+        let a = history_node(&redis.url());
+        if prefill {
+            published_cursor(a.addr, json!({"userId": "x", "event": "e", "message": "old"}));
+        }
+        let b = history_node(&proxy.url());
+        wait_up(b.addr);
+        let mut on_b = ws_connect(b.addr, "/ws?envelope=1");
+        register(&mut on_b, "u", "e");
+        proxy.cut();
+        wait_down(b.addr);
+        let sent: Vec<String> = (0..3)
+            .map(|i| {
+                published_cursor(
+                    a.addr,
+                    json!({"userId": "u", "event": "e", "message": format!("m{i}")}),
+                )
+            })
+            .collect();
+        proxy.restore();
+        wait_up(b.addr);
+        for (i, cursor) in sent.iter().enumerate() {
+            let got = next_envelope(&mut on_b);
+            assert_eq!(got["message"], format!("m{i}"), "prefill {prefill}");
+            assert_eq!(got["cursor"], *cursor);
+        }
+        let c = published_cursor(a.addr, json!({"userId": "u", "event": "e", "message": "live"}));
+        assert_eq!(next_envelope(&mut on_b)["cursor"], c);
+        expect_silence(&mut on_b, Duration::from_millis(200));
+    }
+}
+
 /// One cursor for the whole cluster: a push answered by A names the
 /// cursor every node delivers it with, and a client that saw it on A
 /// resumes on B.
