@@ -6,7 +6,7 @@
 use crate::common::*;
 use data_encoding::BASE64;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -259,20 +259,11 @@ impl Piped {
     }
 
     pub(crate) fn start_env(args: &[&str], envs: &[(&str, &str)]) -> Piped {
-        let mut child = command(env!("CARGO_BIN_EXE_wspush"))
-            .args(args)
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn wspush");
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
+        let (mut child, stderr) = spawn_collecting_stderr(
+            command(env!("CARGO_BIN_EXE_wspush"))
+                .args(args)
+                .envs(envs.iter().copied()),
+        );
         let addr: SocketAddr = listening_addr(&mut child);
         Piped {
             addr,

@@ -4,34 +4,24 @@
 //! 4001; a push no backlog could hold is refused (413) before Redis.
 use crate::common::*;
 use crate::redis_harness::*;
-use std::io::Read;
-use std::process::Stdio;
 use std::time::Duration;
 
 #[test]
 fn a_record_with_a_message_over_the_body_limit_is_not_delivered_and_warned_about() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut child = command(env!("CARGO_BIN_EXE_wspush"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--redis",
-            &url,
-            "--max-body-bytes",
-            "1024",
-        ])
-        .args(["--log-level", "warn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn wspush");
-    let mut stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
+    let (mut child, log) = spawn_collecting_stderr(
+        command(env!("CARGO_BIN_EXE_wspush"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--redis",
+                &url,
+                "--max-body-bytes",
+                "1024",
+            ])
+            .args(["--log-level", "warn"]),
+    );
     let node = BinServer {
         addr: listening_addr(&mut child),
         child,

@@ -564,6 +564,26 @@ impl Drop for TempFile {
     }
 }
 
+/// Spawns `cmd` with stdin closed and stdout and stderr piped; stderr is
+/// read to its end on a thread (so the child never blocks on a full pipe)
+/// and handed back by the handle once the child has exited.
+#[track_caller]
+pub fn spawn_collecting_stderr(cmd: &mut Command) -> (Child, JoinHandle<String>) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut err = child.stderr.take().expect("stderr piped");
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    (child, stderr)
+}
+
 /// The real binary on 127.0.0.1:0 with its stderr lines delivered on a
 /// channel (always drained, so it never blocks on a full pipe); killed on
 /// drop.

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// A fresh directory for sockets (short path: unix socket paths are
@@ -35,20 +35,8 @@ struct Running {
 impl Running {
     #[track_caller]
     fn start(program: &str, args: &[&str], envs: &[(&str, &str)], n: usize) -> Running {
-        let mut child = command(program)
-            .args(args)
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
+        let (mut child, stderr) =
+            spawn_collecting_stderr(command(program).args(args).envs(envs.iter().copied()));
         // Read on a thread, so a line that never comes fails the test
         // instead of hanging it.
         let out = child.stdout.take().unwrap();
