@@ -15,7 +15,7 @@ use serde_json::Value;
 
 /// A checked message: a non-empty string, or any other JSON value but
 /// `null` (as compact JSON text).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Message {
     Text(String),
     Json(Box<RawValue>),
@@ -76,15 +76,6 @@ impl Message {
     /// history needs to know).
     pub fn is_string(&self) -> bool {
         matches!(self, Message::Text(_))
-    }
-}
-
-impl Clone for Message {
-    fn clone(&self) -> Message {
-        match self {
-            Message::Text(s) => Message::Text(s.clone()),
-            Message::Json(j) => Message::Json(j.to_owned()),
-        }
     }
 }
 
