@@ -16,7 +16,6 @@ use crate::conn::{Conn, State};
 use crate::history::Pos;
 use crate::http::response::{Response, Style};
 use crate::hub::{Asker, Ending, Hub, LOG_EVERY};
-use crate::message::Message;
 use crate::outbound::Admit;
 use crate::payload::{self, Payload};
 use crate::push::{Endpoint, PushRequest};
@@ -121,13 +120,12 @@ fn record(
     at: Option<Pos>,
     users: Option<&[String]>,
     p: &Payload<'_>,
-    message: &Message,
     key: Option<&str>,
     now: Instant,
 ) -> Option<String> {
     let h = hub.history.as_mut()?;
     let pos = at.unwrap_or_else(|| h.next_pos());
-    h.record(pos, users, p.event(), p.raw(), message.is_string(), key, now);
+    h.record(pos, users, p.event(), p.raw(), p.is_string(), key, now);
     Some(h.cursor(pos))
 }
 
@@ -156,7 +154,7 @@ pub(crate) fn execute(
             }
             let tag = key.as_deref().map(|k| payload::key_tag(false, &event, k));
             let p = Payload::new(&event, &message).with_key(tag);
-            cursor = record(hub, at, Some(&users), &p, &message, key.as_deref(), now);
+            cursor = record(hub, at, Some(&users), &p, key.as_deref(), now);
             let p = p.with_cursor(cursor.as_deref());
             deliver(hub, conns, &targets, &p, now)
         }
@@ -164,7 +162,7 @@ pub(crate) fn execute(
             targets.extend(hub.binder.subscribers(&event));
             let tag = key.as_deref().map(|k| payload::key_tag(true, &event, k));
             let p = Payload::new(&event, &message).with_key(tag);
-            cursor = record(hub, at, None, &p, &message, key.as_deref(), now);
+            cursor = record(hub, at, None, &p, key.as_deref(), now);
             let p = p.with_cursor(cursor.as_deref());
             deliver(hub, conns, &targets, &p, now)
         }

@@ -97,6 +97,11 @@ impl<'a> Payload<'a> {
         self.text
     }
 
+    /// Whether the message is a JSON string (what history keeps with it).
+    pub fn is_string(&self) -> bool {
+        self.is_string
+    }
+
     fn envelope_text(&self) -> &str {
         self.envelope
             .get_or_init(|| envelope(self.event, self.text, self.is_string, self.cursor))
