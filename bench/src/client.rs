@@ -271,18 +271,7 @@ impl HttpConn {
 
     /// Sends one request and reads its response: (status, body).
     pub fn request(&mut self, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
-        self.req.clear();
-        write!(
-            self.req,
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .expect("write to a Vec");
-        self.req.extend_from_slice(body.as_bytes());
-        self.s
-            .write_all(&self.req)
-            .map_err(|e| format!("write request: {e}"))?;
-        self.read_response()
+        self.request_with(method, path, "", body)
     }
 
     pub fn post(&mut self, path: &str, body: &str) -> Result<(u16, String), String> {
@@ -291,10 +280,21 @@ impl HttpConn {
 
     /// A POST answered in JSON (`Accept: application/json`).
     pub fn post_json(&mut self, path: &str, body: &str) -> Result<(u16, String), String> {
+        self.request_with("POST", path, "Accept: application/json\r\n", body)
+    }
+
+    /// `request` with extra header lines (each ending in CRLF).
+    fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &str,
+    ) -> Result<(u16, String), String> {
         self.req.clear();
         write!(
             self.req,
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: {}\r\n\r\n",
             body.len()
         )
         .expect("write to a Vec");
