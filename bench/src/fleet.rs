@@ -317,12 +317,8 @@ impl Fleet {
         let i = t.0 - self.base;
         let c = &mut self.conns[i];
         loop {
-            let n = match (&c.sock).read(&mut self.buf) {
-                Ok(0) => return Err(format!("stream {i}: connection closed by the server")),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("stream {i}: read: {e}")),
+            let Some(n) = read_some(&c.sock, &mut self.buf, "stream", i)? else {
+                return Ok(());
             };
             let now = Instant::now();
             c.sse
@@ -356,12 +352,8 @@ impl Fleet {
         let i = t.0 - self.base;
         let c = &mut self.conns[i];
         loop {
-            let n = match (&c.sock).read(&mut self.buf) {
-                Ok(0) => return Err(format!("client {i}: connection closed by the server")),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("client {i}: read: {e}")),
+            let Some(n) = read_some(&c.sock, &mut self.buf, "client", i)? else {
+                return Ok(());
             };
             let now = Instant::now();
             let mut pong = Vec::new();
@@ -413,6 +405,21 @@ fn frames(b: &[u8], each: &mut impl FnMut(u8, &[u8]) -> Result<(), String>) -> R
         pos += payload.end;
     }
     Ok(pos)
+}
+
+/// One read of a client's socket: the bytes read, `None` when there are
+/// none now; the end of the stream or a failure is an error naming the
+/// client (`what` `i`).
+fn read_some(mut sock: impl Read, buf: &mut [u8], what: &str, i: usize) -> Result<Option<usize>, String> {
+    loop {
+        return match sock.read(buf) {
+            Ok(0) => Err(format!("{what} {i}: connection closed by the server")),
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(format!("{what} {i}: read: {e}")),
+        };
+    }
 }
 
 #[cfg(test)]
